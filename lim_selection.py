@@ -1,0 +1,869 @@
+"""LIM, Learning Impact Measurement (LIMR paper §2.2): keep the RL prompts whose learning curve follows the model's.
+
+    r_k(i)  = accuracy of prompt i in epoch k = share of its samples in that epoch with reward 1   (k = 1..K)
+    r_avg_k = mean of r_k(i) over the scored prompts: the model's average learning curve
+    s(i)    = 1 - sum_k (r_k(i) - r_avg_k)^2 / sum_k (1 - r_avg_k)^2
+    keep i  when s(i) >= THETA          (THETA = 0.6, K = 21 epochs of 8 steps: 1,389 of MATH-8k's 8,523)
+
+    python lim_selection.py --train_samples_path outputs/math8k/rollouts.jsonl \\
+        --original_prompts_path data/math8k.json --output_path outputs/lim/limr.json \\
+        --steps_per_epoch 8 --max_epochs 21 --similarity_threshold 0.6
+
+Inputs (exactly one of):
+  --train_samples_path  our rollout log (JSONL, one line per sample: {"step", "id", "reward", "correct",
+                        "response_length", ...}) or a folder of the paper fork's step_{k}.json files
+                        ([{"prompt", "response", "reward", "response_length"}, ...], matched to ids by prompt text)
+  --accuracy_path       {prompt_id: [accuracy per epoch, ...]}, e.g. One-Shot-RLVR's acc_step_500.json
+  --scores_path         a saved scores file [{"prompt" or "id", "score"}], e.g. the release's scores.json
+Epoch k holds steps (k-1)*steps_per_epoch+1 .. k*steps_per_epoch; histories longer than --max_epochs are cut to it.
+
+Methods (--method; --num_samples K takes the top K instead of a threshold):
+  lim           s(i) above, keep s >= 0.6
+  linear        the paper's LINEAR baseline, for which it gives no formula. Ours: the LIM score against a
+                straight line instead of the average curve, l_k = (k-1)/(K-1), rising from 0 at the first epoch
+                to 1 at the last: s(i) = 1 - sum_k (r_k(i) - l_k)^2 / sum_k (1 - l_k)^2, keep s >= 0.7. It rewards
+                steady learning over the whole run (unsolved at the start, solved at the end, at an even pace),
+                whatever the other prompts did; always-solved and never-solved prompts both score 0.
+  rand          K prompts drawn with --seed from the whole prompt file (the paper's RAND); K defaults to LIM's count
+  variance      One-Shot-RLVR's historical variance: variance of the accuracy history, top K
+  learnability  mean over epochs of p(1-p), top K (prompts solved about half the time)
+--compare runs all five at one size and prints their overlap (Jaccard).
+
+Where we depart from the original script (GAIR-NLP/LIMR lim/lim_selection.py), and why:
+  - An epoch in which a prompt was not sampled takes the next epoch's value, in one pass, as the original does; a
+    prompt that still has a hole (2+ missing epochs in a row, or missing from the last epoch) is not scored, and
+    the report counts it by reason instead of dropping it silently.
+  - Prompt texts are stripped on both sides of the match (the original stripped one side: KeyError).
+  - One MATH-8k text has two ids. Step files cannot tell their samples apart, so they are pooled under the first
+    id and the second is reported as a duplicate and not selected (the original selected both rows).
+  - An average curve of all 1s (every prompt always solved) makes the denominator 0: every score is then 1.
+  - Missing step files, bad records and unknown prompts stop with one clear line; no output is half-written.
+  - Step files and logs are streamed, never held whole (the original kept every response of the run in memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import re
+import statistics
+import sys
+from collections import Counter
+from pathlib import Path
+
+from tqdm import tqdm
+
+from limr.dataset import write_prompt_files
+from limr.jsonio import DataError, read_json, write_json
+from limr.paper import LINEAR_THETA, MAX_EPOCHS, STEPS_PER_EPOCH, THETA
+
+METHODS = ("lim", "linear", "rand", "variance", "learnability")
+CHUNK = 1 << 20  # read files 1 MiB at a time: bounded memory, and small buffers reuse the heap (faster than 8 MiB)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. Inputs: prompts, then per-prompt per-epoch sample counts from a rollout log or step files
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def read_prompts(path: str) -> list[dict]:
+    """The paper's prompt file: a JSON list of {"id", "prompt", "answer", "source"}."""
+    items = read_json(path)
+    if not isinstance(items, list):
+        raise DataError(f"{path}: expected a JSON list of prompts, got {type(items).__name__}")
+    seen = set()
+    for n, it in enumerate(items):
+        if not isinstance(it, dict) or not all(isinstance(it.get(k), str) for k in ("id", "prompt", "answer")):
+            raise DataError(f"{path}: item {n} needs string fields 'id', 'prompt' and 'answer'")
+        if it["id"] in seen:
+            raise DataError(f"{path}: id {it['id']!r} appears twice")
+        seen.add(it["id"])
+    return items
+
+
+def index_by_text(prompts: list[dict]) -> tuple[dict[str, str], dict[str, str]]:
+    """Stripped prompt text -> id, and {duplicate id: id of the first row with the same text}."""
+    by_text, duplicates = {}, {}
+    for it in prompts:
+        first = by_text.setdefault(it["prompt"].strip(), it["id"])
+        if first != it["id"]:
+            duplicates[it["id"]] = first
+    return by_text, duplicates
+
+
+def new_tally(known: set | None, num_epochs: int) -> dict:
+    """Per-prompt counts: counts[id] = [samples with reward 1 in epoch 0..K-1] + [samples in epoch 0..K-1]."""
+    return {"counts": {}, "known": known, "num_epochs": num_epochs, "steps": set(), "unknown": set(),
+            "samples": 0, "after_max_epochs": 0, "eval_rows_skipped": 0, "torn_last_line": None}  # fmt: skip
+
+
+def tally_row(tally: dict, pid: str) -> list | None:
+    """The prompt's counts, created on first sight; None (noted in tally["unknown"]) if the prompt file lacks it."""
+    row = tally["counts"].get(pid)
+    if row is None:
+        if tally["known"] is not None and pid not in tally["known"]:
+            tally["unknown"].add(pid)
+            return None
+        row = tally["counts"][pid] = [0] * (2 * tally["num_epochs"])
+    return row
+
+
+def add_samples(tally: dict, pid: str, epoch: int, n: int, correct: int) -> None:
+    tally["samples"] += n
+    row = tally_row(tally, pid)
+    if row is None:
+        return
+    if epoch >= tally["num_epochs"]:  # histories are cut to --max_epochs
+        tally["after_max_epochs"] += n
+        return
+    row[epoch] += correct
+    row[tally["num_epochs"] + epoch] += n
+
+
+def read_chunks(path: Path, bar: tqdm | None = None):
+    """Yield (chunk, is_last) of a file read CHUNK bytes at a time, one chunk ahead so the last one is known."""
+    with open(path, "rb") as f:
+        chunk = f.read(CHUNK)
+        while chunk:
+            more = f.read(CHUNK)
+            if bar is not None:
+                bar.update(len(chunk))
+            yield chunk, not more
+            chunk = more
+
+
+# Our rollout log. The reward server writes json.dumps of a dict in the contract's key order, so every line starts
+# with `{"step": S, "id": "...", "reward": R`. The fast path pulls those fields out of a whole chunk with one regex
+# and counts identical (step, id, reward) keys in C: ~8x faster than json.loads per line. It takes a chunk only if
+# its shape proves every line is one such record: a match at every line start, which the regex anchors on the
+# previous line's closing `}` and newline (so every line ends with `}`), one `{"step": ` per line (a line torn by a
+# crash and continued by the next write has two), and no evaluation rows. The optional fields after the reward are
+# not parsed. Any other chunk goes through json.loads line by line, which also gives the exact error;
+# tests/test_lim_selection.py checks that both paths agree.
+LOG_KEY = re.compile(rb'\}\n\{"step": ([0-9]+, "id": "[^"]*", "reward": [-+.0-9eE]+)[,}]')
+EVAL_ROW = b'"split": "eval"'  # limr.dataset marks evaluation prompts so; their rewards are not training samples
+
+
+def scan_rollout_log(path: Path, known: set | None, steps_per_epoch: int, num_epochs: int) -> dict:
+    """Count each prompt's samples and successes per epoch in our JSONL rollout log, streaming."""
+    tally, cache = new_tally(known, num_epochs), ({}, {}, {})  # raw step, id, reward bytes -> epoch, row, success
+    lineno, carry = 0, b"}\n"  # each line in the buffer follows the previous line's "}\n" (made up for the first)
+    bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"reading {path.name}", disable=None)
+    for chunk, is_last in read_chunks(path, bar):
+        buf = carry + chunk
+        if is_last:  # the file's last line is parsed on its own below: a torn one is skipped, not fatal
+            buf = buf[:2] + buf[2:].rstrip()
+        end = buf.rfind(b"\n") + 1  # buf[2:end] holds whole lines
+        n_lines = buf.count(b"\n", 2, end)
+        if n_lines and not _fast_log_lines(buf, end, n_lines, tally, cache, steps_per_epoch):
+            _strict_log_lines(path, buf[2:end], lineno, tally, steps_per_epoch)
+        lineno += n_lines
+        if is_last and buf[end:]:
+            _last_log_line(path, buf[end:], lineno + 1, tally, steps_per_epoch)
+        carry = buf[end - 2 :]
+    bar.close()
+    if tally["unknown"]:
+        first = sorted(tally["unknown"])[0]
+        raise DataError(f"{path}: {len(tally['unknown'])} prompt ids are not in the prompt file (first: {first!r})")
+    _check_steps(path, tally["steps"], steps_per_epoch, num_epochs)
+    return tally
+
+
+def _fast_log_lines(buf: bytes, end: int, n_lines: int, tally: dict, cache: tuple, steps_per_epoch: int) -> bool:
+    """Count the n_lines whole lines of buf[:end] if their shape allows (see above); False: parse them one by one.
+
+    A key that fails to decode here is a line that json.loads rejects too, so the fallback raises the error and
+    never counts a line twice.
+    """
+    keys = LOG_KEY.findall(buf, 0, end)
+    if not (
+        len(keys) == n_lines == buf.count(b'{"step": ', 0, end)
+        and buf[end - 2 : end] == b"}\n"
+        and buf.find(EVAL_ROW, 0, end) < 0
+    ):
+        return False
+    epoch_of, row_of, ok_of = cache
+    num_epochs = tally["num_epochs"]
+    for key, n in Counter(keys).items():
+        step_raw, _, rest = key.partition(b', "id": "')
+        id_raw, _, reward_raw = rest.partition(b'", "reward": ')
+        epoch, row, ok = epoch_of.get(step_raw), row_of.get(id_raw), ok_of.get(reward_raw)
+        if epoch is None or row is None or ok is None:
+            try:
+                step, reward = json.loads(step_raw), json.loads(reward_raw)
+                pid = json.loads(b'"' + id_raw + b'"') if b"\\" in id_raw else id_raw.decode("utf-8")
+            except ValueError:
+                return False
+            if not (isinstance(step, int) and step >= 1 and _is_number(reward)):
+                return False
+            tally["steps"].add(step)
+            epoch = epoch_of[step_raw] = (step - 1) // steps_per_epoch
+            ok = ok_of[reward_raw] = reward == 1
+            row = row_of[id_raw] = tally_row(tally, pid) or False  # False: an unknown id, already noted
+        if row is False:
+            continue
+        if epoch >= num_epochs:
+            tally["after_max_epochs"] += n
+            continue
+        if ok:
+            row[epoch] += n
+        row[num_epochs + epoch] += n
+    tally["samples"] += len(keys)
+    return True
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _log_record(obj, where: str, steps_per_epoch: int) -> tuple | None:
+    """One parsed log line -> (step, epoch, id, ok), None for an evaluation row; DataError if it breaks the contract.
+
+    Success is reward == 1 (the paper's definition); a line without a reward may give `correct` instead.
+    """
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if obj.get("split") == "eval":
+        return None
+    step, pid = obj.get("step"), obj.get("id")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 1:
+        raise DataError(f"{where}: 'step' must be a positive integer (1-based training step), got {step!r}")
+    if not isinstance(pid, str):
+        raise DataError(f"{where}: 'id' must be a string (the prompt id), got {pid!r}")
+    if "reward" in obj:
+        if not _is_number(obj["reward"]):
+            raise DataError(f"{where}: 'reward' must be a number, got {obj['reward']!r}")
+        ok = obj["reward"] == 1
+    elif isinstance(obj.get("correct"), bool):
+        ok = obj["correct"]
+    else:
+        raise DataError(f"{where}: a sample needs 'reward' (a number) or 'correct' (true/false)")
+    return step, (step - 1) // steps_per_epoch, pid, ok
+
+
+def _strict_log_lines(path: Path, lines: bytes, lineno: int, tally: dict, steps_per_epoch: int) -> None:
+    for n, line in enumerate(lines.split(b"\n"), lineno + 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            raise DataError(f"{path}:{n}: not valid JSON ({e})") from None
+        rec = _log_record(obj, f"{path}:{n}", steps_per_epoch)
+        if rec is None:
+            tally["eval_rows_skipped"] += 1
+            continue
+        step, epoch, pid, ok = rec
+        tally["steps"].add(step)
+        add_samples(tally, pid, epoch, 1, int(ok))
+
+
+def _last_log_line(path: Path, line: bytes, lineno: int, tally: dict, steps_per_epoch: int) -> None:
+    try:
+        json.loads(line)
+    except ValueError:
+        print(f"warning: {path}:{lineno}: skipping a torn last line (written when the run stopped?)", file=sys.stderr)
+        tally["torn_last_line"] = lineno
+        return
+    _strict_log_lines(path, line, lineno - 1, tally, steps_per_epoch)
+
+
+def _check_steps(path: Path, steps: set, steps_per_epoch: int, num_epochs: int) -> None:
+    if not steps:
+        raise DataError(f"{path}: no training samples")
+    need = steps_per_epoch * num_epochs
+    missing = next((s for s in range(1, need + 1) if s not in steps), None)
+    if missing is not None:
+        have = max(steps) // steps_per_epoch
+        raise DataError(
+            f"{path}: no sample for step {missing}, but {num_epochs} epochs x {steps_per_epoch} steps need steps "
+            f"1-{need}; the log holds {have} complete epochs (set --max_epochs / --steps_per_epoch to the run)"
+        )
+
+
+# The paper fork's step files (json.dump(..., indent=4) of {"prompt", "response", "reward", "response_length"}).
+# A 2.5 GB run is mostly responses, so the fast path never decodes them: one regex finds each "prompt" and "reward"
+# key (a key is a quoted name followed by ':', which cannot occur inside a JSON string, where quotes are escaped)
+# and captures the prompt's raw JSON text and the reward's token. They must alternate prompt, reward, prompt, ...
+# which proves each pair came from one object; otherwise the file is parsed whole with json.load.
+STEP_TOKEN = re.compile(rb'"(?:prompt"\s*:\s*"((?:[^"]*\\")*[^"]*)"|reward"\s*:\s*([^,}\]\s]+))')
+PROMPT_KEY = re.compile(rb'"prompt"\s*:')
+
+
+def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epochs: int) -> dict:
+    """Count each prompt's samples and successes per epoch in step_1.json .. step_{K*steps}.json, streaming."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    if not any(folder.glob("step_*.json")):
+        raise DataError(f"{folder}: no step_{{k}}.json files (pass a folder of the fork's step files or a .jsonl log)")
+    need = steps_per_epoch * num_epochs
+    for step in range(1, need + 1):
+        if not (folder / f"step_{step}.json").is_file():
+            raise DataError(
+                f"{folder / f'step_{step}.json'} is missing: {num_epochs} epochs x {steps_per_epoch} steps need "
+                f"step_1.json .. step_{need}.json (set --max_epochs / --steps_per_epoch to the run)"
+            )
+    tally, cache = new_tally(None, num_epochs), {"prompt": {}, "ok": {}}
+    for step in tqdm(range(1, need + 1), desc=f"reading {folder.name}/step_*.json", unit="file", disable=None):
+        path = folder / f"step_{step}.json"
+        pairs = _fast_step_pairs(path, cache)
+        if pairs is None:
+            pairs = _strict_step_pairs(path, cache)
+        epoch = (step - 1) // steps_per_epoch
+        tally["steps"].add(step)
+        for (text, ok), n in pairs.items():
+            pid = by_text.get(text)
+            if pid is None:
+                tally["unknown"].add(text)
+            else:
+                add_samples(tally, pid, epoch, n, n if ok else 0)
+    if tally["unknown"]:
+        first = sorted(tally["unknown"])[0][:80]
+        raise DataError(
+            f"{folder}: {len(tally['unknown'])} prompt texts are not in the prompt file (first: {first!r})"
+        )
+    return tally
+
+
+def _fast_step_pairs(path: Path, cache: dict) -> Counter | None:
+    """Counter of (stripped prompt, success) in one step file, or None when it is not laid out as the fork wrote it."""
+    raw_pairs, buf, carry = Counter(), b"", None
+    for chunk, is_last in read_chunks(path):
+        buf = carry + chunk if carry is not None else chunk
+        if carry is None and not buf.lstrip().startswith(b"["):
+            return None
+        end = len(buf) if is_last else _last_prompt_key(buf)
+        tokens = STEP_TOKEN.findall(buf, 0, end)
+        prompts, rewards = tokens[0::2], tokens[1::2]
+        if len(prompts) != len(rewards) or any(t[1] for t in prompts) or not all(t[1] for t in rewards):
+            return None
+        raw_pairs.update(zip([t[0] for t in prompts], [t[1] for t in rewards], strict=True))
+        carry = buf[end:]
+    if not buf.rstrip().endswith(b"]"):
+        return None
+    pairs = Counter()
+    for (raw_prompt, raw_reward), n in raw_pairs.items():
+        text, ok = cache["prompt"].get(raw_prompt), cache["ok"].get(raw_reward)
+        if text is None:
+            try:  # the raw JSON string body: decode its escapes; a bad one means the regex misread it
+                text = cache["prompt"][raw_prompt] = json.loads(b'"' + raw_prompt + b'"').strip()
+            except ValueError:
+                return None
+        if ok is None:
+            try:
+                reward = json.loads(raw_reward)
+            except ValueError:
+                return None
+            if not _is_number(reward):
+                return None
+            ok = cache["ok"][raw_reward] = reward == 1
+        pairs[text, ok] += n
+    return pairs
+
+
+def _last_prompt_key(buf: bytes) -> int:
+    """Where the last object, which may go on in the next chunk, starts: at its "prompt" key (0 if none yet)."""
+    i = len(buf)
+    while (i := buf.rfind(b'"prompt"', 0, i)) > 0:
+        if PROMPT_KEY.match(buf, i):
+            return i
+    return 0
+
+
+def _strict_step_pairs(path: Path, cache: dict) -> Counter:
+    """Parse one step file whole (rare: a layout the fast path does not take) and give the exact error if bad."""
+    items = read_json(path)
+    if not isinstance(items, list):
+        raise DataError(f"{path}: expected a JSON list of samples, got {type(items).__name__}")
+    pairs = Counter()
+    for n, it in enumerate(items):
+        if not isinstance(it, dict) or not isinstance(it.get("prompt"), str):
+            raise DataError(f"{path}: item {n} has no 'prompt' string")
+        if not _is_number(it.get("reward")):
+            raise DataError(f"{path}: item {n}: 'reward' must be a number, got {it.get('reward')!r}")
+        pairs[it["prompt"].strip(), it["reward"] == 1] += 1
+    return pairs
+
+
+def epoch_accuracy(tally: dict, num_epochs: int) -> dict[str, list[float | None]]:
+    """Accuracy per epoch = share of the prompt's samples with reward 1; None where it was not sampled."""
+    return {
+        pid: [row[k] / row[num_epochs + k] if row[num_epochs + k] else None for k in range(num_epochs)]
+        for pid, row in tally["counts"].items()
+    }
+
+
+def load_accuracy(path: str) -> dict[str, list[float | None]]:
+    """{prompt_id: [accuracy per epoch]} (One-Shot-RLVR's acc_step_500.json); null marks an epoch not sampled."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object {{prompt_id: [accuracy per epoch, ...]}}")
+    for pid, hist in data.items():
+        if not isinstance(hist, list):
+            raise DataError(f"{path}: the history of {pid!r} is not a list")
+        for x in hist:
+            if x is not None and not (_is_number(x) and 0 <= x <= 1):
+                raise DataError(f"{path}: the history of {pid!r} holds {x!r}, not an accuracy in [0, 1]")
+    return data
+
+
+def load_scores(path: str, prompts: list[dict] | None, by_text: dict) -> dict[str, float]:
+    """A saved scores file [{"prompt" and/or "id", "score"}] -> {id: score}; rows without an id join by text."""
+    rows = read_json(path)
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: expected a JSON list of {{'prompt', 'score'}} rows")
+    known = None if prompts is None else {it["id"] for it in prompts}
+    scores = {}
+    for n, row in enumerate(rows):
+        if not isinstance(row, dict) or not _is_number(row.get("score")):
+            raise DataError(f"{path}: row {n} needs a numeric 'score'")
+        if isinstance(row.get("id"), str):
+            pid = row["id"]
+            if known is not None and pid not in known:
+                raise DataError(f"{path}: row {n}: id {pid!r} is not in the prompt file")
+        elif isinstance(row.get("prompt"), str):
+            if prompts is None:
+                raise DataError(f"{path}: rows carry prompt texts, not ids: pass --original_prompts_path")
+            pid = by_text.get(row["prompt"].strip())
+            if pid is None:
+                raise DataError(f"{path}: row {n}: prompt not in the prompt file: {row['prompt'][:80]!r}")
+        else:
+            raise DataError(f"{path}: row {n} needs an 'id' or a 'prompt'")
+        if pid in scores:
+            raise DataError(f"{path}: two rows score prompt {pid!r}")
+        scores[pid] = float(row["score"])
+    return scores
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. Histories: fill the holes as the original does, keep the complete ones
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def fill_holes(history: list[float | None]) -> list[float | None]:
+    """An epoch without samples takes the next epoch's value, in one left-to-right pass over the original values
+    (the original's rule): a single missing epoch is filled, the first of 2+ in a row and a missing last are not."""
+    filled = list(history)
+    for k in range(len(filled) - 1):
+        if filled[k] is None and history[k + 1] is not None:
+            filled[k] = history[k + 1]
+    return filled
+
+
+def complete_histories(histories: dict, num_epochs: int) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Cut every history to num_epochs and fill it; return the complete ones and, for the rest, why not."""
+    complete, dropped = {}, {}
+    for pid, history in histories.items():
+        if len(history) < num_epochs:
+            dropped[pid] = f"history shorter than {num_epochs} epochs"
+            continue
+        h = fill_holes(history[:num_epochs])
+        if all(x is None for x in h):
+            dropped[pid] = f"never sampled in the first {num_epochs} epochs"
+        elif h[-1] is None:
+            dropped[pid] = "not sampled in the last epoch"
+        elif None in h:
+            dropped[pid] = "not sampled in 2+ epochs in a row"
+        else:
+            complete[pid] = h
+    return complete, dropped
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. Scores
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def mean_curve(complete: dict[str, list[float]]) -> list[float]:
+    """r_avg_k: the average accuracy in epoch k over the scored prompts."""
+    histories = list(complete.values())
+    return [math.fsum(h[k] for h in histories) / len(histories) for k in range(len(histories[0]))]
+
+
+def alignment_score(history: list[float], reference: list[float], denominator: float) -> float:
+    """s = 1 - sum_k (r_k - ref_k)^2 / sum_k (1 - ref_k)^2 (§2.2): 1 when the prompt follows the reference exactly."""
+    return 1 - math.fsum((r - a) ** 2 for r, a in zip(history, reference, strict=True)) / denominator
+
+
+def lim_scores(complete: dict[str, list[float]]) -> dict[str, float]:
+    r_avg = mean_curve(complete)
+    denominator = math.fsum((1 - a) ** 2 for a in r_avg)
+    if denominator == 0:  # every prompt solved in every epoch: all match the curve exactly (the original divided by 0)
+        print(
+            "warning: the average curve is all 1s (every prompt always solved); every LIM score is 1", file=sys.stderr
+        )
+        return dict.fromkeys(complete, 1.0)
+    return {pid: alignment_score(h, r_avg, denominator) for pid, h in complete.items()}
+
+
+def linear_reference(num_epochs: int) -> list[float]:
+    """LINEAR's reference: a straight line from 0 at the first epoch to 1 at the last."""
+    if num_epochs < 2:
+        raise DataError("LINEAR needs at least 2 epochs")
+    return [k / (num_epochs - 1) for k in range(num_epochs)]
+
+
+def linear_scores(complete: dict[str, list[float]]) -> dict[str, float]:
+    line = linear_reference(len(next(iter(complete.values()))))
+    denominator = math.fsum((1 - a) ** 2 for a in line)
+    return {pid: alignment_score(h, line, denominator) for pid, h in complete.items()}
+
+
+def variance_scores(complete: dict[str, list[float]]) -> dict[str, float]:
+    """One-Shot-RLVR's historical variance (data/data_selection.py ranks by np.std of the history: same order)."""
+    return {pid: statistics.pvariance(h) for pid, h in complete.items()}
+
+
+def learnability_scores(complete: dict[str, list[float]]) -> dict[str, float]:
+    """Mean over epochs of p(1-p): highest for prompts solved about half the time."""
+    return {pid: math.fsum(p * (1 - p) for p in h) / len(h) for pid, h in complete.items()}
+
+
+SCORERS = {
+    "lim": lim_scores,
+    "linear": linear_scores,
+    "variance": variance_scores,
+    "learnability": learnability_scores,
+}
+
+
+def rand_select(pool: list[str], k: int, seed: int) -> list[str]:
+    """RAND: k prompts drawn uniformly with a fixed seed, returned in pool order."""
+    chosen = set(random.Random(seed).sample(pool, min(k, len(pool))))
+    return [pid for pid in pool if pid in chosen]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. Selection
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def select(scores: dict[str, float], theta: float | None = None, k: int | None = None) -> list[str]:
+    """Ids with score >= theta, or the k best (ties kept in input order); in input order either way.
+
+    >= and not the paper's >: on the released scores.json, >= 0.6 gives exactly the 1,389 LIMR prompts, > gives 1,324.
+    """
+    if k is not None:
+        chosen = set(sorted(scores, key=lambda pid: -scores[pid])[:k])
+    else:
+        chosen = {pid for pid, s in scores.items() if s >= theta}
+    return [pid for pid in scores if pid in chosen]
+
+
+def jaccard(a, b) -> float:
+    a, b = set(a), set(b)
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def compare_methods(complete: dict, pool: list[str], k: int, seed: int) -> dict[str, list[str]]:
+    """Every method's selection at the same size k."""
+    chosen = {name: select(scorer(complete), k=k) for name, scorer in SCORERS.items()}
+    chosen["rand"] = rand_select(pool, k, seed)
+    return {name: chosen[name] for name in METHODS}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 5. Outputs: selected prompts (+ OpenRLHF twin), scores, report, plots
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def side_path(output_path: Path, suffix: str) -> Path:
+    """limr.json -> limr.scores.json etc.: the run's other outputs sit beside the selection, named after it."""
+    return output_path.with_name(f"{output_path.stem}.{suffix}")
+
+
+def write_outputs(args, selected: list[str], prompts: list[dict] | None, scores: dict | None, report: dict) -> None:
+    out = Path(args.output_path)
+    if prompts is not None:
+        by_id = {it["id"]: it for it in prompts}
+        twin = write_prompt_files(out, [by_id[pid] for pid in selected])
+        print(f"wrote {len(selected)} prompts to {out} and its OpenRLHF dataset {twin}")
+    else:
+        write_json(out, [{"id": pid} for pid in selected])
+        print(f"wrote {len(selected)} ids to {out} (no prompt file: ids only, no OpenRLHF dataset)")
+    scores_out = Path(args.scores_output) if args.scores_output else side_path(out, "scores.json")
+    if scores is not None and not (args.scores_path and scores_out.resolve() == Path(args.scores_path).resolve()):
+        text = {it["id"]: it["prompt"] for it in prompts} if prompts is not None else None
+        rows = [{"id": pid, **({"prompt": text[pid]} if text else {}), "score": s} for pid, s in scores.items()]
+        write_json(scores_out, rows)
+        print(f"wrote {len(rows)} scores to {scores_out}")
+    write_json(side_path(out, "report.json"), report)
+    print(f"wrote the report to {side_path(out, 'report.json')}")
+
+
+def plot_trajectories(path: Path, complete: dict, reference: list[float], scores: dict, chosen: set, ref_name: str):
+    """The paper's Fig. 2b: a few selected and rejected prompts' accuracy curves against the reference curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ranked = sorted(scores, key=lambda pid: -scores[pid])
+    kept, rejected = [p for p in ranked if p in chosen], [p for p in ranked if p not in chosen]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    epochs = range(1, len(reference) + 1)
+    for group, color in ((kept, "tab:green"), (rejected, "tab:red")):
+        for pid in group[:: max(1, len(group) // 4)][:4]:
+            ax.plot(epochs, complete[pid], color=color, alpha=0.6, lw=1, label=f"{pid[:8]} (s={scores[pid]:.2f})")
+    ax.plot(epochs, reference, color="black", lw=2.5, label=ref_name)
+    ax.set(xlabel="epoch", ylabel="accuracy", ylim=(-0.03, 1.03), title="selected (green) vs rejected (red) prompts")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_histogram(path: Path, scores: dict, cutoff: float | None, method: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(list(scores.values()), bins=60, color="tab:blue")
+    if cutoff is not None:
+        ax.axvline(cutoff, color="tab:red", ls="--", label=f"cut-off {cutoff:g}")
+        ax.legend()
+    ax.set(xlabel=f"{method} score", ylabel="prompts", title=f"{len(scores)} scored prompts")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_overlap(path: Path, chosen: dict[str, list[str]]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(chosen)
+    matrix = [[jaccard(chosen[a], chosen[b]) for b in names] for a in names]
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(names)), names, rotation=30)
+    ax.set_yticks(range(len(names)), names)
+    for i, row in enumerate(matrix):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
+    fig.colorbar(im, label="Jaccard overlap")
+    ax.set_title(f"overlap of the selections ({len(next(iter(chosen.values())))} prompts each)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_plots(args, complete: dict | None, scores: dict | None, chosen: set, cutoff, compared: dict | None):
+    out = Path(args.output_path)
+    try:
+        if scores and complete:
+            reference = linear_reference(args.max_epochs) if args.method == "linear" else mean_curve(complete)
+            name = "linear reference" if args.method == "linear" else "average curve (r_avg)"
+            plot_trajectories(side_path(out, "trajectories.png"), complete, reference, scores, chosen, name)
+        if scores:
+            plot_histogram(side_path(out, "scores.png"), scores, cutoff, args.method)
+        if compared:
+            plot_overlap(side_path(out, "overlap.png"), compared)
+    except ImportError:
+        print("warning: matplotlib is not installed; no plots (pip install matplotlib, or pass --no_plots)")
+        return
+    print(f"wrote plots beside {out}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 6. Main
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--train_samples_path", help="rollout log (.jsonl) or folder of the fork's step_{k}.json files")
+    src.add_argument("--accuracy_path", help="JSON {prompt_id: [accuracy per epoch]}")
+    src.add_argument("--scores_path", help="saved scores [{'prompt' or 'id', 'score'}] to select from")
+    p.add_argument("--original_prompts_path", help="prompt file (JSON list of {id, prompt, answer, source})")
+    p.add_argument("--output_path", default="outputs/lim/limr.json", help="selected prompts (.json; .jsonl beside)")
+    p.add_argument("--steps_per_epoch", type=int, default=STEPS_PER_EPOCH, help="training steps per epoch (paper: 8)")
+    p.add_argument("--max_epochs", type=int, default=MAX_EPOCHS, help="epochs scored (paper: 21)")
+    p.add_argument(
+        "--similarity_threshold", type=float, help=f"keep score >= this (lim {THETA}, linear {LINEAR_THETA})"
+    )
+    p.add_argument("--method", choices=METHODS, default="lim")
+    p.add_argument("--num_samples", type=int, help="select the top K (rand: draw K) instead of a threshold")
+    p.add_argument("--seed", type=int, default=0, help="seed of RAND")
+    p.add_argument("--compare", action="store_true", help="run every method at one size and print their overlap")
+    p.add_argument("--scores_output", help="every scored prompt with its score (default: <output>.scores.json)")
+    p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
+    args = p.parse_args(argv)
+    if args.steps_per_epoch < 1 or args.max_epochs < 1:
+        p.error("--steps_per_epoch and --max_epochs must be >= 1")
+    if args.num_samples is not None and args.num_samples < 1:
+        p.error("--num_samples must be >= 1")
+    return args
+
+
+def load_inputs(args, prompts: list[dict] | None) -> tuple[dict, dict]:
+    """The accuracy histories of every candidate prompt (prompt-file order when there is one) and input counts."""
+    by_text, duplicates = index_by_text(prompts) if prompts is not None else ({}, {})
+    known = None if prompts is None else {it["id"] for it in prompts}
+    info = {"format": "accuracy history" if args.accuracy_path else None, "duplicate_ids": duplicates}
+    if args.accuracy_path:
+        histories = load_accuracy(args.accuracy_path)
+        info["histories_read"] = len(histories)
+    else:
+        path = Path(args.train_samples_path)
+        if path.is_dir():
+            if prompts is None:
+                raise DataError("step files name prompts by text: pass --original_prompts_path")
+            tally = scan_step_files(path, by_text, args.steps_per_epoch, args.max_epochs)
+            info["format"] = "step files"
+        elif path.is_file():
+            tally = scan_rollout_log(path, known, args.steps_per_epoch, args.max_epochs)
+            info["format"] = "rollout log"
+        else:
+            raise DataError(f"{path}: no such file or folder")
+        histories = epoch_accuracy(tally, args.max_epochs)
+        info.update({k: tally[k] for k in ("samples", "after_max_epochs", "eval_rows_skipped", "torn_last_line")})
+    info["prompts_seen"] = len(histories)
+    if prompts is not None:
+        unknown = [pid for pid in histories if pid not in known]
+        if unknown:
+            raise DataError(
+                f"{args.accuracy_path}: {len(unknown)} ids are not in the prompt file (first: {unknown[0]!r})"
+            )
+        # step files pool a duplicated text's samples under its first id; the other id is not a candidate
+        pooled = duplicates if info["format"] == "step files" else {}
+        empty = [None] * args.max_epochs
+        histories = {it["id"]: histories.get(it["id"], empty) for it in prompts if it["id"] not in pooled}
+    return histories, info
+
+
+def score_and_select(args, histories: dict, pool: list[str]) -> dict:
+    """Score the complete histories with every method needed and select with --method."""
+    complete, dropped = complete_histories(histories, args.max_epochs)
+    if not complete:
+        reasons = Counter(dropped.values()).most_common(1)
+        raise DataError(f"no prompt has a complete {args.max_epochs}-epoch history (mostly: {reasons[0][0]})")
+    lim = lim_scores(complete)
+    theta = args.similarity_threshold
+    k = args.num_samples or len(select(lim, theta if theta is not None else THETA))
+    scores, cutoff = None, None
+    if args.method == "rand":
+        selected = rand_select(pool, k, args.seed)
+    else:
+        scores = lim if args.method == "lim" else SCORERS[args.method](complete)
+        if args.num_samples or args.method in ("variance", "learnability"):
+            selected = select(scores, k=k)
+        else:
+            cutoff = theta if theta is not None else (LINEAR_THETA if args.method == "linear" else THETA)
+            selected = select(scores, cutoff)
+    at_defaults = {f"lim >= {THETA}": len(select(lim, THETA))}
+    at_defaults[f"linear >= {LINEAR_THETA}"] = len(select(linear_scores(complete), LINEAR_THETA))
+    return {"complete": complete, "dropped": dropped, "scores": scores, "selected": selected, "cutoff": cutoff,
+            "k": k, "at_default_thresholds": at_defaults, "mean_curve": mean_curve(complete)}  # fmt: skip
+
+
+def build_report(args, info: dict, result: dict, n_prompts: int | None, compared: dict | None) -> dict:
+    dropped = Counter(result["dropped"].values()) if "dropped" in result else Counter()
+    if info.get("format") == "step files":
+        for first in info["duplicate_ids"].values():
+            dropped[f"same prompt text as {first} (samples pooled there)"] += 1
+    report = {
+        "method": args.method,
+        "inputs": {
+            k: getattr(args, k)
+            for k in ("train_samples_path", "accuracy_path", "scores_path", "original_prompts_path")
+        },  # fmt: skip
+        "params": {
+            k: getattr(args, k)
+            for k in ("steps_per_epoch", "max_epochs", "similarity_threshold", "num_samples", "seed")
+        },  # fmt: skip
+        "prompts_in_file": n_prompts,
+        **{k: v for k, v in info.items() if k != "duplicate_ids"},
+        "duplicate_prompt_texts": [{"ids": [first, dup]} for dup, first in info.get("duplicate_ids", {}).items()],
+        "scored": len(result.get("complete") or result.get("scores") or {}),
+        "dropped": dict(dropped.most_common()),
+        "selected": len(result["selected"]),
+        "cutoff": result.get("cutoff"),
+        "at_default_thresholds": result.get("at_default_thresholds"),
+        "mean_curve": result.get("mean_curve"),
+    }
+    if compared:
+        names = list(compared)
+        report["compare"] = {"size": len(compared["lim"]), "jaccard": {
+            a: {b: round(jaccard(compared[a], compared[b]), 4) for b in names} for a in names}}  # fmt: skip
+    return report
+
+
+def print_report(report: dict) -> None:
+    print(f"prompts: {report['prompts_in_file'] or '-'} in the prompt file, {report['prompts_seen']} in the input")
+    if report.get("samples") is not None:
+        print(
+            f"samples: {report['samples']} read ({report['format']}), {report['after_max_epochs']} after the last epoch ignored"
+        )
+    for reason, n in report["dropped"].items():
+        print(f"  not scored: {n} {reason}")
+    print(f"scored: {report['scored']}; selected with {report['method']}: {report['selected']}")
+    if report.get("at_default_thresholds"):
+        print(
+            "  at the paper's thresholds: "
+            + ", ".join(f"{k}: {v}" for k, v in report["at_default_thresholds"].items())
+        )
+    if report.get("mean_curve"):
+        print("average curve: " + " ".join(f"{a:.2f}" for a in report["mean_curve"]))
+    if "compare" in report:
+        names = list(report["compare"]["jaccard"])
+        print(f"overlap (Jaccard) at {report['compare']['size']} prompts each:")
+        print(" " * 13 + "".join(f"{b:>13}" for b in names))
+        for a in names:
+            print(f"{a:>13}" + "".join(f"{report['compare']['jaccard'][a][b]:>13.3f}" for b in names))
+
+
+def run(args) -> None:
+    if not args.output_path.endswith(".json"):
+        raise DataError(
+            f"--output_path must end in .json (its OpenRLHF twin .jsonl goes beside it): {args.output_path}"
+        )
+    if args.train_samples_path and not args.original_prompts_path and Path(args.train_samples_path).is_dir():
+        raise DataError("step files name prompts by text: pass --original_prompts_path")
+    prompts = read_prompts(args.original_prompts_path) if args.original_prompts_path else None
+    if args.scores_path:
+        if args.method != "lim" or args.compare:
+            raise DataError("--scores_path selects from saved scores: only --method lim, without --compare")
+        by_text, duplicates = index_by_text(prompts) if prompts is not None else ({}, {})
+        scores = load_scores(args.scores_path, prompts, by_text)
+        cutoff = THETA if args.similarity_threshold is None else args.similarity_threshold
+        selected = select(scores, k=args.num_samples) if args.num_samples else select(scores, cutoff)
+        if prompts is not None:  # the selection and the scores file in prompt-file order, like limr.json
+            scores = {it["id"]: scores[it["id"]] for it in prompts if it["id"] in scores}
+            chosen = set(selected)
+            selected = [pid for pid in scores if pid in chosen]
+        info = {"prompts_seen": len(scores), "duplicate_ids": duplicates}
+        result = {"scores": scores, "selected": selected, "cutoff": None if args.num_samples else cutoff}
+        complete, compared = None, None
+    else:
+        histories, info = load_inputs(args, prompts)
+        pool = [it["id"] for it in prompts] if prompts is not None else list(histories)
+        result = score_and_select(args, histories, pool)
+        complete = result["complete"]
+        compared = compare_methods(complete, pool, result["k"], args.seed) if args.compare else None
+    report = build_report(args, info, result, None if prompts is None else len(prompts), compared)
+    print_report(report)
+    write_outputs(args, result["selected"], prompts, result["scores"], report)
+    if not args.no_plots:
+        write_plots(args, complete, result["scores"], set(result["selected"]), result["cutoff"], compared)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""Grading in worker processes with a hard per-response time limit.
+
+math-verify guards itself with `signal.alarm`, which only works on a process's main thread and cannot
+interrupt sympy while it sits in C (say, expanding `10^{10^{10^{10}}}`). So each response is scored in a
+worker process, one at a time, and a worker that overruns the limit is killed and replaced; the response
+gets the timeout reward (wrong answer; in the release-faithful "limr" mode a format error, as the release's
+2 s alarm gave). One dispatcher thread per worker keeps the caller's thread free, so the same pool serves a
+batch CLI (`map`) and an asyncio server (`submit` returns a `concurrent.futures.Future`).
+
+    with GradingPool(workers=2) as pool:
+        results = pool.map([(response, answer), ...])
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from limr.grader import MODES
+from limr.paper import BAD_FORMAT, WRONG
+from limr.reward import EOS_MARKERS, score
+
+HARD_LIMIT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Graded:
+    reward: float
+    correct: bool
+    extracted: str | None
+    format_error: str | None
+    seconds: float  # grading time in the worker (the limit when it timed out)
+    timed_out: bool = False
+
+
+def _worker_main(conn, mode: str, eos_markers) -> None:
+    """Worker loop: receive (response, answer), send back a Graded; None ends it."""
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # it logs every timeout; we count them
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        response, answer = task
+        start = time.perf_counter()
+        try:
+            s = score(response, answer, mode, eos_markers)
+            result = Graded(s.reward, s.correct, s.extracted, s.format_error, time.perf_counter() - start)
+        except Exception as e:  # a grader bug must cost one response, not the worker
+            result = Graded(WRONG, False, None, f"error: {type(e).__name__}", time.perf_counter() - start)
+        conn.send(result)
+
+
+def _context():
+    # forkserver: safe to start from a threaded server, and children fork from a process that has already
+    # imported sympy and math-verify, so a replaced worker is ready in milliseconds
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["limr.reward", "math_verify"])
+    return ctx
+
+
+class GradingPool:
+    def __init__(
+        self,
+        workers: int | None = None,
+        hard_limit_s: float = HARD_LIMIT_S,
+        mode: str = "default",
+        eos_markers: tuple[str, ...] | None = EOS_MARKERS,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"unknown grader mode {mode!r}; expected one of {MODES}")
+        self.workers = workers or os.cpu_count() or 1
+        self.hard_limit_s = hard_limit_s
+        self.mode = mode
+        self.eos_markers = eos_markers
+        self.timeouts = 0
+        self._ctx = _context()
+        self._tasks: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        # workers start here, on the caller's thread, so a failure to start raises to the caller
+        self._threads = [
+            threading.Thread(target=self._dispatch, args=self._spawn(), daemon=True) for _ in range(self.workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _spawn(self):
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_worker_main, args=(child, self.mode, self.eos_markers), daemon=True)
+        proc.start()
+        child.close()
+        return proc, parent
+
+    def _timeout_result(self) -> Graded:
+        with self._lock:
+            self.timeouts += 1
+        reward = BAD_FORMAT if self.mode == "limr" else WRONG
+        return Graded(reward, False, None, None, self.hard_limit_s, timed_out=True)
+
+    def _dispatch(self, proc, conn) -> None:
+        while True:
+            item = self._tasks.get()
+            if item is None:
+                break
+            future, task = item
+            try:
+                conn.send(task)
+                if conn.poll(self.hard_limit_s):
+                    future.set_result(conn.recv())
+                    continue
+            except (EOFError, OSError):
+                pass  # the worker died (killed from outside, out of memory): treat as a timeout
+            except Exception as e:
+                future.set_exception(e)
+                continue
+            proc.kill()
+            proc.join()
+            conn.close()
+            future.set_result(self._timeout_result())
+            proc, conn = self._spawn()
+        try:
+            conn.send(None)
+        except OSError:
+            pass
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+
+    def submit(self, response: str, answer: str) -> Future:
+        future: Future = Future()
+        self._tasks.put((future, (str(response), str(answer))))
+        return future
+
+    def map(self, pairs: Iterable[tuple[str, str]], progress: str | None = None) -> list[Graded]:
+        """Grade (response, answer) pairs; results in input order. `progress` names a tqdm bar."""
+        futures = [self.submit(r, a) for r, a in pairs]
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(futures), desc=progress, unit="resp")
+            for f in futures:
+                f.add_done_callback(lambda _: bar.update())
+        results = [f.result() for f in futures]
+        if progress:
+            bar.close()
+        return results
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._tasks.put(None)
+        for t in self._threads:
+            t.join()
+
+    def __enter__(self) -> GradingPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

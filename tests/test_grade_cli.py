@@ -1,0 +1,194 @@
+"""Tests of eval/grade.py: the graded JSONL keeps every line, field and order and adds typed results; the
+`--grader`, `--eos_markers` and `--hard_limit` flags; bad input fails with one `error:` line, exit 2, and no
+output file."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from limr.paper import BAD_FORMAT, CORRECT, WRONG
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "eval" / "grade.py"
+END = "<|im_end|>"
+
+# (row, default reward, limr reward): the rows of one input file, with fields the grader must keep
+ROWS = [
+    ({"id": "a", "response": "So $\\boxed{5}$." + END, "answer": "5"}, CORRECT, CORRECT),  # right
+    ({"id": "b", "response": "So $\\boxed{6}$." + END, "answer": "5", "meta": {"n": [1, 2]}}, WRONG, WRONG),  # wrong
+    ({"id": "c", "response": "So $\\boxed{5}$.", "answer": "5"}, BAD_FORMAT, BAD_FORMAT),  # cut off
+    ({"id": "d", "response": "No box." + END, "answer": "5", "note": "π ≠ 3"}, BAD_FORMAT, BAD_FORMAT),  # no box
+    ({"id": "e", "response": "\\boxed{3}" + END, "answer": "3\\sqrt{13}"}, WRONG, CORRECT),  # limr: bare parse is 3
+    ({"id": "f", "response": "\\boxed{\\pi}" + END, "answer": "\\pi"}, CORRECT, WRONG),  # limr: bare \pi is nothing
+    ({"response": "\\fbox{7}" + END, "answer": "7", "id": 7}, CORRECT, BAD_FORMAT),  # field order kept; \fbox
+]
+
+
+def load_main():
+    """eval/grade.py's `main`, imported from its path (eval/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("eval_grade", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """The ROWS file graded with each grader: {grader: (process, output rows)}."""
+    tmp = tmp_path_factory.mktemp("grade")
+    src = write_jsonl(tmp / "in.jsonl", [row for row, _, _ in ROWS])
+    out = {}
+    for grader in ("default", "limr"):
+        dst = tmp / grader / "out.jsonl"  # a folder that does not exist yet
+        proc = run("--input", str(src), "--output", str(dst), "--grader", grader, "--workers", "2")
+        out[grader] = (proc, read_jsonl(dst) if dst.exists() else None)
+    return out
+
+
+@pytest.mark.parametrize("grader, column", [("default", 1), ("limr", 2)])
+def test_graded_rows(graded, grader, column):
+    proc, rows = graded[grader]
+    assert proc.returncode == 0, proc.stderr
+    assert len(rows) == len(ROWS)
+    for got, case in zip(rows, ROWS, strict=True):
+        source, expected = case[0], case[column]
+        assert list(got)[: len(source)] == list(source)  # same fields, same order, results after them
+        assert {k: got[k] for k in source} == source  # unchanged values
+        assert set(got) - set(source) == {"correct", "reward", "extracted", "seconds"}
+        assert got["reward"] == expected
+        assert got["correct"] is (expected == CORRECT)
+        assert type(got["reward"]) is float and type(got["seconds"]) is float and got["seconds"] >= 0
+        assert got["extracted"] is None or type(got["extracted"]) is str
+    assert f"graded {len(ROWS)} responses ({grader} grader)" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "grader, extracted",
+    [
+        ("default", ["5", "6", None, None, "3", "\\pi", "7"]),  # the last box, or None when cut off / no box
+        ("limr", ["5", "6", None, None, "3", "\\pi", None]),  # the release's regex does not read \fbox
+    ],
+)
+def test_graded_extracted(graded, grader, extracted):
+    assert [r["extracted"] for r in graded[grader][1]] == extracted
+
+
+@pytest.mark.parametrize(
+    "eos_flag, expected",
+    [
+        ([], [BAD_FORMAT, CORRECT]),  # default markers: the first row is cut off
+        (["--eos_markers", ""], [CORRECT, CORRECT]),  # no markers: every response is complete
+        (["--eos_markers", "</s>"], [CORRECT, BAD_FORMAT]),  # a custom marker: only it counts
+        (["--eos_markers", "</s>,<|im_end|>"], [CORRECT, CORRECT]),  # a comma-separated list
+    ],
+)
+def test_eos_markers(tmp_path, eos_flag, expected):
+    src = write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"response": "\\boxed{5}</s>", "answer": "5"}, {"response": "\\boxed{5}" + END, "answer": "5"}],
+    )
+    proc = run("--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--workers", "1", *eos_flag)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["reward"] for r in read_jsonl(tmp_path / "out.jsonl")] == expected
+
+
+def test_hard_limit(tmp_path):
+    rows = [
+        {"response": "\\boxed{10^{10^{10^{10}}}}" + END, "answer": "5"},
+        {"response": "\\boxed{5}" + END, "answer": "5"},
+    ]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    proc = run("--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--workers", "1", "--hard_limit", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert [(r["reward"], r["extracted"], r["seconds"]) for r in out[:1]] == [(WRONG, None, 0.5)]  # stopped
+    assert out[1]["reward"] == CORRECT  # and the next one graded by a fresh worker
+    assert "1 over the 0.5 s limit" in proc.stdout
+
+
+# (file content, part of the message): inputs that must stop the run before any grading
+BAD_INPUTS = [
+    ("not json\n", "not valid JSON"),  # not JSON
+    ('{"response": "\\\\boxed{5}", "answer": "5"}\n{"response": "x"\n', ":2: not valid JSON"),  # line 2 torn
+    ('{"answer": "5"}\n', "`response` must be a string"),  # no response
+    ('{"response": "\\\\boxed{5}"}\n', "`answer` must be a string"),  # no answer
+    ('{"response": "\\\\boxed{5}", "answer": 5}\n', "`answer` must be a string, got int"),  # answer not a string
+    ('{"response": null, "answer": "5"}\n', "`response` must be a string, got NoneType"),  # null response
+    ("[1, 2]\n", "expected a JSON object, got list"),  # not an object
+    ("", "no lines to grade"),  # empty file
+    ("\n  \n", "no lines to grade"),  # blank lines only
+]
+
+
+@pytest.mark.parametrize("content, message", BAD_INPUTS)
+def test_bad_input_in_process(tmp_path, capsys, content, message):
+    main = load_main()
+    src = tmp_path / "in.jsonl"
+    src.write_text(content, encoding="utf-8")
+    dst = tmp_path / "out.jsonl"
+    assert main(["--input", str(src), "--output", str(dst)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert not dst.exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (BAD_INPUTS[0][0], BAD_INPUTS[0][1]),  # not JSON
+        (BAD_INPUTS[4][0], BAD_INPUTS[4][1]),  # answer not a string
+        (None, "no such file"),  # a missing file
+        (b"\xff\xfe{}\n", "UTF-8"),  # bytes that are not UTF-8
+    ],
+)
+def test_bad_input(tmp_path, content, message):
+    src = tmp_path / "in.jsonl"
+    if isinstance(content, bytes):
+        src.write_bytes(content)
+    elif content is not None:
+        src.write_text(content, encoding="utf-8")
+    dst = tmp_path / "out.jsonl"
+    proc = run("--input", str(src), "--output", str(dst))
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and message in proc.stderr
+    assert not dst.exists()
+
+
+def test_lone_surrogate_in_input(tmp_path):
+    # valid JSON ("\ud800" escape) whose string is no valid UTF-8: the output must be written (escaped) or
+    # the run must stop with an `error:` line; it must not end in a traceback
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"response": "\\ud800 \\\\boxed{5}<|im_end|>", "answer": "5"}\n', encoding="utf-8")
+    proc = run("--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--workers", "1")
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode in (0, 2)
+
+
+def test_bad_grader_flag(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"response": "\\boxed{5}", "answer": "5"}])
+    proc = run("--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--grader", "qwen")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_help():
+    proc = run("--help")
+    assert proc.returncode == 0
+    assert "--input" in proc.stdout and "--grader" in proc.stdout and "--eos_markers" in proc.stdout

@@ -1,0 +1,161 @@
+"""Tests of limr/pool.py: results in input order, the rewards of limr.reward, hostile responses that never
+crash a worker, never run code and never pass the hard limit, and a stuck worker killed and replaced."""
+
+import random
+
+import pytest
+
+from limr.paper import BAD_FORMAT, CORRECT, WRONG
+from limr.pool import GradingPool
+
+END = "<|im_end|>"
+HOSTILE_LIMIT_S = 3.0  # the default hard limit of the shared pools
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with GradingPool(workers=2, hard_limit_s=HOSTILE_LIMIT_S) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def limr_pool():
+    with GradingPool(workers=2, hard_limit_s=HOSTILE_LIMIT_S, mode="limr") as p:
+        yield p
+
+
+def test_results_in_input_order(pool):
+    # alternating right and wrong answers, so that a reordering shows in the rewards
+    pairs = [(f"\\boxed{{{i}}}" + END, str(i if i % 3 else i + 1)) for i in range(60)]
+    results = pool.map(pairs)
+    assert [g.extracted for g in results] == [str(i) for i in range(60)]
+    assert [g.reward for g in results] == [CORRECT if i % 3 else WRONG for i in range(60)]
+    assert all(not g.timed_out and g.seconds >= 0 for g in results)
+
+
+@pytest.mark.parametrize(
+    "response, answer, expected_reward, expected_error",
+    [
+        ("The answer is $\\boxed{5}$." + END, "5", CORRECT, None),  # correct
+        ("The answer is $\\boxed{6}$." + END, "5", WRONG, None),  # wrong
+        ("The answer is $\\boxed{5}$.", "5", BAD_FORMAT, "truncated"),  # cut off
+        ("The answer is 5." + END, "5", BAD_FORMAT, "no_box"),  # no box
+        ("\\boxed{1}" * 5 + END, "1", BAD_FORMAT, "too_many_boxes"),  # too many boxes
+        ("abcde" * 5 + "\\boxed{5}" + END, "5", BAD_FORMAT, "repeat"),  # a repeat
+        ("\\boxed{\\frac{1}{2}}" + END, "0.5", CORRECT, None),  # a parse through math-verify in the worker
+    ],
+)
+def test_rewards(pool, response, answer, expected_reward, expected_error):
+    g = pool.submit(response, answer).result(timeout=30)
+    assert (g.reward, g.format_error, g.timed_out) == (expected_reward, expected_error, False)
+    assert g.correct == (expected_reward == CORRECT)
+
+
+def _garbage(n: int, seed: int = 0) -> str:
+    """Random bytes read as latin-1: control characters, NULs, and half the text outside ASCII."""
+    return random.Random(seed).randbytes(n).decode("latin-1")
+
+
+def _clean_garbage(n: int) -> str:
+    # garbage that keeps out of the box syntax, to reach the grader inside a box
+    return "".join(c for c in _garbage(4 * n, seed=1) if c not in "{}\\$")[:n]
+
+
+# deep nesting, one level a line so that the repeat rule lets it through to math-verify; the gold answer is
+# as deep, so that the grader's length guard does not decide either (the release's regex reads 4 levels)
+def nested_braces(leaf: str) -> str:
+    return "{\n" * 1000 + leaf + "\n}" * 1000
+
+
+def nested_fracs(leaf: str) -> str:
+    return "\\frac{\n" * 300 + leaf + "}{2}\n" * 300
+
+
+LONG_TEXT = "\n".join(f"Step {i}: we add {i} and {i * i + 7} to get {i * i + i + 7}." for i in range(4_000))
+
+# (response, answer, expected rewards): what a hostile response gets in the default and the limr mode
+HOSTILE_CASES = [
+    (LONG_TEXT + "\nSo $\\boxed{5}$." + END, "5", CORRECT, CORRECT),  # 200 KB of reasoning, then the answer
+    ("x " * 100_000 + "\\boxed{5}" + END, "5", BAD_FORMAT, BAD_FORMAT),  # a 200 KB line of repeats
+    (LONG_TEXT + "\\boxed{5}", "5", BAD_FORMAT, BAD_FORMAT),  # 200 KB without an end marker
+    ("\\boxed{" + "{" * 1000 + "1" + "}" * 1000 + "}" + END, "1", BAD_FORMAT, BAD_FORMAT),  # 1,000 braces: a repeat
+    ("\\boxed{" + nested_braces("1") + "}" + END, nested_braces("2"), WRONG, BAD_FORMAT),  # ... one a line
+    ("\\boxed{" + nested_fracs("1") + "}" + END, nested_fracs("2"), WRONG, BAD_FORMAT),  # 300 nested \frac
+    ("\\boxed{10^{10^{10^{10}}}}" + END, "5", WRONG, WRONG),  # a power tower sympy would expand for ever
+    ("\\boxed{(10^{10^{10}})!}" + END, "5", WRONG, WRONG),  # a giant factorial
+    ("\\boxed{{{5}" + END, "5", BAD_FORMAT, BAD_FORMAT),  # unbalanced: never closed
+    ("\\boxed{5}}}}}" + END, "5", CORRECT, CORRECT),  # unbalanced: extra closing braces after the box
+    ("}}}{{{ \\boxed{5}" + END, "5", CORRECT, CORRECT),  # unbalanced: stray braces before it
+    (_garbage(20_000) + "\\boxed{5}" + END, "5", BAD_FORMAT, BAD_FORMAT),  # binary garbage: garbled
+    ("\\boxed{" + _clean_garbage(20) + "}" + LONG_TEXT[:2000] + END, "5", WRONG, WRONG),  # garbage as the answer
+    ("\\boxed{\x00}" + END, "0", WRONG, WRONG),  # a NUL byte as the answer
+    ("\\boxed{\ud800}" + END, "5", WRONG, WRONG),  # a lone surrogate
+]
+
+
+@pytest.mark.parametrize("response, answer, default_reward, limr_reward", HOSTILE_CASES)
+def test_hostile_responses(pool, limr_pool, response, answer, default_reward, limr_reward):
+    for p, expected in ((pool, default_reward), (limr_pool, limr_reward)):
+        g = p.submit(response, answer).result(timeout=60)
+        assert g.reward == expected
+        assert g.format_error is None or not g.format_error.startswith("error")  # no exception in the grader
+        assert g.seconds <= HOSTILE_LIMIT_S  # the hard limit holds (a timed-out result reports the limit)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "\\boxed{{__import__('os').system('touch {path}')}}",  # os.system through __import__
+        "\\boxed{{eval(\"__import__('os').system('touch {path}')\")}}",  # through eval
+        "\\boxed{{(lambda: open('{path}', 'w'))()}}",  # a lambda that writes the file
+        "\\boxed{{__import__('subprocess').call(['touch', '{path}'])}}",  # subprocess
+    ],
+)
+def test_code_in_answers_never_runs(pool, limr_pool, template, tmp_path):
+    target = tmp_path / "pwned"
+    response = template.format(path=target) + END
+    results = [p.submit(response, "0").result(timeout=30) for p in (pool, limr_pool)]
+    assert not target.exists()
+    assert [g.reward for g in results] == [WRONG, WRONG]  # well formed, and wrong: os.system's 0 never computed
+
+
+@pytest.mark.parametrize(
+    "mode, hostile, timeout_reward",
+    [
+        ("default", "\\boxed{10^{10^{10^{10}}}}", WRONG),  # ~1.5 s of sympy: a wrong answer
+        ("limr", "\\boxed{$10^{10^{10^{10}}}$}", BAD_FORMAT),  # ~2.4 s: a format error, as the release's alarm
+    ],
+)
+def test_hard_limit_kills_and_replaces_the_worker(mode, hostile, timeout_reward):
+    # one worker, so the responses after the stuck one go to its replacement
+    with GradingPool(workers=1, hard_limit_s=0.5, mode=mode, eos_markers=None) as p:
+        results = p.map(
+            [("\\boxed{5}", "5"), (hostile, "5"), ("\\boxed{5}", "5"), ("\\boxed{6}", "5"), (hostile, "5")]
+        )
+        assert p.timeouts == 2
+    before, stuck, right, wrong, stuck_again = results
+    assert (before.reward, before.timed_out) == (CORRECT, False)
+    for g in (stuck, stuck_again):
+        assert (g.reward, g.correct, g.extracted, g.timed_out, g.seconds) == (timeout_reward, False, None, True, 0.5)
+    assert (right.reward, right.timed_out) == (CORRECT, False)  # the replacement grades
+    assert (wrong.reward, wrong.timed_out) == (WRONG, False)
+
+
+def test_submit_returns_a_future(pool):
+    futures = [pool.submit("\\boxed{7}" + END, "7"), pool.submit("\\boxed{8}" + END, "7")]
+    assert [f.result(timeout=30).reward for f in futures] == [CORRECT, WRONG]
+
+
+def test_submit_takes_any_value_as_text(pool):
+    # the pool sends str(response), str(answer): a number as the gold answer is its text
+    assert pool.submit("\\boxed{12}" + END, 12).result(timeout=30).reward == CORRECT
+
+
+def test_unknown_mode_raises():
+    try:
+        p = GradingPool(workers=1, mode="qwen")
+    except ValueError:
+        return
+    with p:
+        g = p.submit("\\boxed{5}" + END, "5").result(timeout=30)
+    pytest.fail(f"GradingPool(mode='qwen') started and graded a right answer {g}")
