@@ -56,7 +56,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from limr.dataset import write_prompt_files
-from limr.jsonio import DataError, read_json, write_json
+from limr.jsonio import DataError, atomic_write, read_json, write_json
 from limr.paper import LINEAR_THETA, MAX_EPOCHS, STEPS_PER_EPOCH, THETA
 
 METHODS = ("lim", "linear", "rand", "variance", "learnability")
@@ -136,7 +136,7 @@ def read_chunks(path: Path, bar: tqdm | None = None):
 
 # Our rollout log. The reward server writes json.dumps of a dict in the contract's key order, so every line starts
 # with `{"step": S, "id": "...", "reward": R`. The fast path pulls those fields out of a whole chunk with one regex
-# and counts identical (step, id, reward) keys in C: ~8x faster than json.loads per line. It takes a chunk only if
+# and counts identical (step, id, reward) keys in C: ~6x faster than json.loads per line. It takes a chunk only if
 # its shape proves every line is one such record: a match at every line start, which the regex anchors on the
 # previous line's closing `}` and newline (so every line ends with `}`), one `{"step": ` per line (a line torn by a
 # crash and continued by the next write has two), and no evaluation rows. The optional fields after the reward are
@@ -191,17 +191,10 @@ def _fast_log_lines(buf: bytes, end: int, n_lines: int, tally: dict, cache: tupl
         id_raw, _, reward_raw = rest.partition(b'", "reward": ')
         epoch, row, ok = epoch_of.get(step_raw), row_of.get(id_raw), ok_of.get(reward_raw)
         if epoch is None or row is None or ok is None:
-            try:
-                step, reward = json.loads(step_raw), json.loads(reward_raw)
-                pid = json.loads(b'"' + id_raw + b'"') if b"\\" in id_raw else id_raw.decode("utf-8")
-            except ValueError:
+            decoded = _decode_log_fields(step_raw, id_raw, reward_raw, tally, cache, steps_per_epoch)
+            if decoded is None:
                 return False
-            if not (isinstance(step, int) and step >= 1 and _is_number(reward)):
-                return False
-            tally["steps"].add(step)
-            epoch = epoch_of[step_raw] = (step - 1) // steps_per_epoch
-            ok = ok_of[reward_raw] = reward == 1
-            row = row_of[id_raw] = tally_row(tally, pid) or False  # False: an unknown id, already noted
+            epoch, row, ok = decoded
         if row is False:
             continue
         if epoch >= num_epochs:
@@ -214,19 +207,43 @@ def _fast_log_lines(buf: bytes, end: int, n_lines: int, tally: dict, cache: tupl
     return True
 
 
+def _decode_log_fields(step_raw, id_raw, reward_raw, tally: dict, cache: tuple, steps_per_epoch: int):
+    """Decode a key's raw step, id and reward once (then cached); None if one is not what the contract says."""
+    epoch_of, row_of, ok_of = cache
+    try:
+        if step_raw not in epoch_of:
+            step = json.loads(step_raw)
+            if not isinstance(step, int) or step < 1:
+                return None
+            tally["steps"].add(step)
+            epoch_of[step_raw] = (step - 1) // steps_per_epoch
+        if reward_raw not in ok_of:
+            reward = json.loads(reward_raw)
+            if not _is_number(reward):
+                return None
+            ok_of[reward_raw] = reward == 1
+        if id_raw not in row_of:
+            pid = json.loads(b'"' + id_raw + b'"') if b"\\" in id_raw else id_raw.decode("utf-8")
+            row_of[id_raw] = tally_row(tally, pid) or False  # False: an unknown id, already noted
+    except ValueError:  # UnicodeDecodeError is one
+        return None
+    return epoch_of[step_raw], row_of[id_raw], ok_of[reward_raw]
+
+
 def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _log_record(obj, where: str, steps_per_epoch: int) -> tuple | None:
-    """One parsed log line -> (step, epoch, id, ok), None for an evaluation row; DataError if it breaks the contract.
+def add_log_object(tally: dict, obj, where: str, steps_per_epoch: int) -> None:
+    """Count one parsed log line (evaluation rows are skipped); DataError if it breaks the contract.
 
     Success is reward == 1 (the paper's definition); a line without a reward may give `correct` instead.
     """
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     if obj.get("split") == "eval":
-        return None
+        tally["eval_rows_skipped"] += 1
+        return
     step, pid = obj.get("step"), obj.get("id")
     if not isinstance(step, int) or isinstance(step, bool) or step < 1:
         raise DataError(f"{where}: 'step' must be a positive integer (1-based training step), got {step!r}")
@@ -240,7 +257,8 @@ def _log_record(obj, where: str, steps_per_epoch: int) -> tuple | None:
         ok = obj["correct"]
     else:
         raise DataError(f"{where}: a sample needs 'reward' (a number) or 'correct' (true/false)")
-    return step, (step - 1) // steps_per_epoch, pid, ok
+    tally["steps"].add(step)
+    add_samples(tally, pid, (step - 1) // steps_per_epoch, 1, int(ok))
 
 
 def _strict_log_lines(path: Path, lines: bytes, lineno: int, tally: dict, steps_per_epoch: int) -> None:
@@ -251,23 +269,17 @@ def _strict_log_lines(path: Path, lines: bytes, lineno: int, tally: dict, steps_
             obj = json.loads(line)
         except ValueError as e:
             raise DataError(f"{path}:{n}: not valid JSON ({e})") from None
-        rec = _log_record(obj, f"{path}:{n}", steps_per_epoch)
-        if rec is None:
-            tally["eval_rows_skipped"] += 1
-            continue
-        step, epoch, pid, ok = rec
-        tally["steps"].add(step)
-        add_samples(tally, pid, epoch, 1, int(ok))
+        add_log_object(tally, obj, f"{path}:{n}", steps_per_epoch)
 
 
 def _last_log_line(path: Path, line: bytes, lineno: int, tally: dict, steps_per_epoch: int) -> None:
     try:
-        json.loads(line)
+        obj = json.loads(line)
     except ValueError:
         print(f"warning: {path}:{lineno}: skipping a torn last line (written when the run stopped?)", file=sys.stderr)
         tally["torn_last_line"] = lineno
         return
-    _strict_log_lines(path, line, lineno - 1, tally, steps_per_epoch)
+    add_log_object(tally, obj, f"{path}:{lineno}", steps_per_epoch)
 
 
 def _check_steps(path: Path, steps: set, steps_per_epoch: int, num_epochs: int) -> None:
@@ -276,19 +288,18 @@ def _check_steps(path: Path, steps: set, steps_per_epoch: int, num_epochs: int) 
     need = steps_per_epoch * num_epochs
     missing = next((s for s in range(1, need + 1) if s not in steps), None)
     if missing is not None:
-        have = max(steps) // steps_per_epoch
         raise DataError(
             f"{path}: no sample for step {missing}, but {num_epochs} epochs x {steps_per_epoch} steps need steps "
-            f"1-{need}; the log holds {have} complete epochs (set --max_epochs / --steps_per_epoch to the run)"
+            f"1-{need}; the log reaches step {max(steps)} (set --max_epochs / --steps_per_epoch to the run)"
         )
 
 
 # The paper fork's step files (json.dump(..., indent=4) of {"prompt", "response", "reward", "response_length"}).
 # A 2.5 GB run is mostly responses, so the fast path never decodes them: one regex finds each "prompt" and "reward"
-# key (a key is a quoted name followed by ':', which cannot occur inside a JSON string, where quotes are escaped)
-# and captures the prompt's raw JSON text and the reward's token. They must alternate prompt, reward, prompt, ...
-# which proves each pair came from one object; otherwise the file is parsed whole with json.load.
-STEP_TOKEN = re.compile(rb'"(?:prompt"\s*:\s*"((?:[^"]*\\")*[^"]*)"|reward"\s*:\s*([^,}\]\s]+))')
+# field (a key is a quoted name followed by ':', which cannot occur inside a JSON string, whose quotes are escaped)
+# and keeps its raw text. The fields must alternate prompt, reward, prompt, ... which proves each pair came from one
+# object; every distinct pair is then decoded once. A file that fails any check is parsed whole with json.load.
+STEP_FIELD = re.compile(rb'"((?:prompt|reward)"\s*:\s*(?:"(?:[^"]*\\")*[^"]*"|[^,}\]\s]+))')
 PROMPT_KEY = re.compile(rb'"prompt"\s*:')
 
 
@@ -305,20 +316,19 @@ def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epoch
                 f"{folder / f'step_{step}.json'} is missing: {num_epochs} epochs x {steps_per_epoch} steps need "
                 f"step_1.json .. step_{need}.json (set --max_epochs / --steps_per_epoch to the run)"
             )
-    tally, cache = new_tally(None, num_epochs), {"prompt": {}, "ok": {}}
+    tally, cache = new_tally(None, num_epochs), {}  # cache: raw "prompt"/"reward" field -> its decoded value
     for step in tqdm(range(1, need + 1), desc=f"reading {folder.name}/step_*.json", unit="file", disable=None):
         path = folder / f"step_{step}.json"
         pairs = _fast_step_pairs(path, cache)
         if pairs is None:
-            pairs = _strict_step_pairs(path, cache)
-        epoch = (step - 1) // steps_per_epoch
+            pairs = _strict_step_pairs(path)
         tally["steps"].add(step)
         for (text, ok), n in pairs.items():
             pid = by_text.get(text)
             if pid is None:
                 tally["unknown"].add(text)
             else:
-                add_samples(tally, pid, epoch, n, n if ok else 0)
+                add_samples(tally, pid, (step - 1) // steps_per_epoch, n, n if ok else 0)
     if tally["unknown"]:
         first = sorted(tally["unknown"])[0][:80]
         raise DataError(
@@ -329,50 +339,53 @@ def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epoch
 
 def _fast_step_pairs(path: Path, cache: dict) -> Counter | None:
     """Counter of (stripped prompt, success) in one step file, or None when it is not laid out as the fork wrote it."""
-    raw_pairs, buf, carry = Counter(), b"", None
+    raw_pairs, carry, tail = Counter(), None, b""
     for chunk, is_last in read_chunks(path):
-        buf = carry + chunk if carry is not None else chunk
-        if carry is None and not buf.lstrip().startswith(b"["):
+        if carry is None and not re.match(rb"\s*\[", chunk):
             return None
-        end = len(buf) if is_last else _last_prompt_key(buf)
-        tokens = STEP_TOKEN.findall(buf, 0, end)
-        prompts, rewards = tokens[0::2], tokens[1::2]
-        if len(prompts) != len(rewards) or any(t[1] for t in prompts) or not all(t[1] for t in rewards):
+        carry = carry or b""
+        # Objects that start and end in this chunk are scanned in place (copying every chunk onto the previous one's
+        # tail would cost a tenth of the time); the object cut by the last chunk boundary is scanned from the carry.
+        head_end = _prompt_key(chunk, last=False)
+        body_end = len(chunk) if is_last else _prompt_key(chunk, last=True)
+        if body_end < 0:  # no object starts in this chunk: it all belongs to the carried one
+            carry += chunk
+            continue
+        fields = STEP_FIELD.findall(carry + chunk[:head_end]) + STEP_FIELD.findall(chunk, head_end, body_end)
+        if len(fields) % 2:
             return None
-        raw_pairs.update(zip([t[0] for t in prompts], [t[1] for t in rewards], strict=True))
-        carry = buf[end:]
-    if not buf.rstrip().endswith(b"]"):
+        raw_pairs.update(zip(fields[0::2], fields[1::2], strict=True))
+        carry, tail = chunk[body_end:], tail[-64:] + chunk[-64:]
+    if not tail.rstrip().endswith(b"]"):
         return None
     pairs = Counter()
     for (raw_prompt, raw_reward), n in raw_pairs.items():
-        text, ok = cache["prompt"].get(raw_prompt), cache["ok"].get(raw_reward)
-        if text is None:
-            try:  # the raw JSON string body: decode its escapes; a bad one means the regex misread it
-                text = cache["prompt"][raw_prompt] = json.loads(b'"' + raw_prompt + b'"').strip()
+        if not (raw_prompt.startswith(b'prompt"') and raw_reward.startswith(b'reward"')):
+            return None  # the fields do not alternate prompt, reward
+        if raw_prompt not in cache or raw_reward not in cache:
+            try:  # a bad value means the regex misread it (or the file is bad): json.load will tell
+                text, reward = (json.loads(raw.split(b":", 1)[1]) for raw in (raw_prompt, raw_reward))
             except ValueError:
                 return None
-        if ok is None:
-            try:
-                reward = json.loads(raw_reward)
-            except ValueError:
+            if not isinstance(text, str) or not _is_number(reward):
                 return None
-            if not _is_number(reward):
-                return None
-            ok = cache["ok"][raw_reward] = reward == 1
-        pairs[text, ok] += n
+            cache[raw_prompt], cache[raw_reward] = text.strip(), reward == 1
+        pairs[cache[raw_prompt], cache[raw_reward]] += n
     return pairs
 
 
-def _last_prompt_key(buf: bytes) -> int:
-    """Where the last object, which may go on in the next chunk, starts: at its "prompt" key (0 if none yet)."""
-    i = len(buf)
-    while (i := buf.rfind(b'"prompt"', 0, i)) > 0:
-        if PROMPT_KEY.match(buf, i):
-            return i
-    return 0
+def _prompt_key(chunk: bytes, last: bool) -> int:
+    """Where the first (or last) object in the chunk starts, at its "prompt" key: len(chunk) (or -1) if none does."""
+    if not last:
+        m = PROMPT_KEY.search(chunk)
+        return m.start() if m else len(chunk)
+    i = len(chunk)
+    while (i := chunk.rfind(b'"prompt"', 0, i)) >= 0 and not PROMPT_KEY.match(chunk, i):
+        pass
+    return i
 
 
-def _strict_step_pairs(path: Path, cache: dict) -> Counter:
+def _strict_step_pairs(path: Path) -> Counter:
     """Parse one step file whole (rare: a layout the fast path does not take) and give the exact error if bad."""
     items = read_json(path)
     if not isinstance(items, list):
@@ -459,7 +472,9 @@ def complete_histories(histories: dict, num_epochs: int) -> tuple[dict[str, list
         if len(history) < num_epochs:
             dropped[pid] = f"history shorter than {num_epochs} epochs"
             continue
-        h = fill_holes(history[:num_epochs])
+        h = history[:num_epochs]
+        if None in h:
+            h = fill_holes(h)
         if all(x is None for x in h):
             dropped[pid] = f"never sampled in the first {num_epochs} epochs"
         elif h[-1] is None:
@@ -478,13 +493,12 @@ def complete_histories(histories: dict, num_epochs: int) -> tuple[dict[str, list
 
 def mean_curve(complete: dict[str, list[float]]) -> list[float]:
     """r_avg_k: the average accuracy in epoch k over the scored prompts."""
-    histories = list(complete.values())
-    return [math.fsum(h[k] for h in histories) / len(histories) for k in range(len(histories[0]))]
+    return [math.fsum(epoch) / len(complete) for epoch in zip(*complete.values(), strict=True)]
 
 
 def alignment_score(history: list[float], reference: list[float], denominator: float) -> float:
     """s = 1 - sum_k (r_k - ref_k)^2 / sum_k (1 - ref_k)^2 (§2.2): 1 when the prompt follows the reference exactly."""
-    return 1 - math.fsum((r - a) ** 2 for r, a in zip(history, reference, strict=True)) / denominator
+    return 1 - sum([(r - a) * (r - a) for r, a in zip(history, reference, strict=True)]) / denominator
 
 
 def lim_scores(complete: dict[str, list[float]]) -> dict[str, float]:
@@ -587,7 +601,8 @@ def write_outputs(args, selected: list[str], prompts: list[dict] | None, scores:
     if scores is not None and not (args.scores_path and scores_out.resolve() == Path(args.scores_path).resolve()):
         text = {it["id"]: it["prompt"] for it in prompts} if prompts is not None else None
         rows = [{"id": pid, **({"prompt": text[pid]} if text else {}), "score": s} for pid, s in scores.items()]
-        write_json(scores_out, rows)
+        with atomic_write(scores_out) as f:  # the release's rows, one per line (json.dump's indent is 10x slower)
+            f.write("[\n" + ",\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n]\n")
         print(f"wrote {len(rows)} scores to {scores_out}")
     write_json(side_path(out, "report.json"), report)
     print(f"wrote the report to {side_path(out, 'report.json')}")
@@ -605,8 +620,16 @@ def plot_trajectories(path: Path, complete: dict, reference: list[float], scores
     fig, ax = plt.subplots(figsize=(7, 4.5))
     epochs = range(1, len(reference) + 1)
     for group, color in ((kept, "tab:green"), (rejected, "tab:red")):
-        for pid in group[:: max(1, len(group) // 4)][:4]:
-            ax.plot(epochs, complete[pid], color=color, alpha=0.6, lw=1, label=f"{pid[:8]} (s={scores[pid]:.2f})")
+        examples = sorted({0, len(group) // 2, len(group) - 1}) if group else []  # the best, median and worst
+        for pid in (group[i] for i in examples):
+            ax.plot(
+                epochs,
+                complete[pid],
+                color=color,
+                alpha=0.6,
+                lw=1,
+                label=f"{pid if len(pid) <= 12 else pid[:8]} (s={scores[pid]:.2f})",
+            )
     ax.plot(epochs, reference, color="black", lw=2.5, label=ref_name)
     ax.set(xlabel="epoch", ylabel="accuracy", ylim=(-0.03, 1.03), title="selected (green) vs rejected (red) prompts")
     ax.legend(fontsize=7, loc="lower right")
@@ -677,7 +700,8 @@ def write_plots(args, complete: dict | None, scores: dict | None, chosen: set, c
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    about = "\n\n".join(__doc__.split("\n\n")[:3])  # the formula and the command
+    p = argparse.ArgumentParser(description=about, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--train_samples_path", help="rollout log (.jsonl) or folder of the fork's step_{k}.json files")
     src.add_argument("--accuracy_path", help="JSON {prompt_id: [accuracy per epoch]}")
@@ -686,9 +710,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output_path", default="outputs/lim/limr.json", help="selected prompts (.json; .jsonl beside)")
     p.add_argument("--steps_per_epoch", type=int, default=STEPS_PER_EPOCH, help="training steps per epoch (paper: 8)")
     p.add_argument("--max_epochs", type=int, default=MAX_EPOCHS, help="epochs scored (paper: 21)")
-    p.add_argument(
-        "--similarity_threshold", type=float, help=f"keep score >= this (lim {THETA}, linear {LINEAR_THETA})"
-    )
+    p.add_argument("--similarity_threshold", type=float,
+                   help=f"keep score >= this (default: lim {THETA}, linear {LINEAR_THETA}); rand, variance and "
+                   "learnability take as many prompts as LIM keeps at it")  # fmt: skip
     p.add_argument("--method", choices=METHODS, default="lim")
     p.add_argument("--num_samples", type=int, help="select the top K (rand: draw K) instead of a threshold")
     p.add_argument("--seed", type=int, default=0, help="seed of RAND")
@@ -696,7 +720,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--scores_output", help="every scored prompt with its score (default: <output>.scores.json)")
     p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
     args = p.parse_args(argv)
-    if args.steps_per_epoch < 1 or args.max_epochs < 1:
+    if min(args.steps_per_epoch, args.max_epochs) < 1:
         p.error("--steps_per_epoch and --max_epochs must be >= 1")
     if args.num_samples is not None and args.num_samples < 1:
         p.error("--num_samples must be >= 1")
@@ -710,7 +734,10 @@ def load_inputs(args, prompts: list[dict] | None) -> tuple[dict, dict]:
     info = {"format": "accuracy history" if args.accuracy_path else None, "duplicate_ids": duplicates}
     if args.accuracy_path:
         histories = load_accuracy(args.accuracy_path)
-        info["histories_read"] = len(histories)
+        unknown = [pid for pid in histories if known is not None and pid not in known]
+        if unknown:
+            first = unknown[0]
+            raise DataError(f"{args.accuracy_path}: {len(unknown)} ids are not in the prompt file (first: {first!r})")
     else:
         path = Path(args.train_samples_path)
         if path.is_dir():
@@ -727,11 +754,6 @@ def load_inputs(args, prompts: list[dict] | None) -> tuple[dict, dict]:
         info.update({k: tally[k] for k in ("samples", "after_max_epochs", "eval_rows_skipped", "torn_last_line")})
     info["prompts_seen"] = len(histories)
     if prompts is not None:
-        unknown = [pid for pid in histories if pid not in known]
-        if unknown:
-            raise DataError(
-                f"{args.accuracy_path}: {len(unknown)} ids are not in the prompt file (first: {unknown[0]!r})"
-            )
         # step files pool a duplicated text's samples under its first id; the other id is not a candidate
         pooled = duplicates if info["format"] == "step files" else {}
         empty = [None] * args.max_epochs
@@ -769,16 +791,12 @@ def build_report(args, info: dict, result: dict, n_prompts: int | None, compared
     if info.get("format") == "step files":
         for first in info["duplicate_ids"].values():
             dropped[f"same prompt text as {first} (samples pooled there)"] += 1
+    inputs = ("train_samples_path", "accuracy_path", "scores_path", "original_prompts_path")
+    params = ("steps_per_epoch", "max_epochs", "similarity_threshold", "num_samples", "seed")
     report = {
         "method": args.method,
-        "inputs": {
-            k: getattr(args, k)
-            for k in ("train_samples_path", "accuracy_path", "scores_path", "original_prompts_path")
-        },  # fmt: skip
-        "params": {
-            k: getattr(args, k)
-            for k in ("steps_per_epoch", "max_epochs", "similarity_threshold", "num_samples", "seed")
-        },  # fmt: skip
+        "inputs": {k: getattr(args, k) for k in inputs},
+        "params": {k: getattr(args, k) for k in params},
         "prompts_in_file": n_prompts,
         **{k: v for k, v in info.items() if k != "duplicate_ids"},
         "duplicate_prompt_texts": [{"ids": [first, dup]} for dup, first in info.get("duplicate_ids", {}).items()],
@@ -799,17 +817,14 @@ def build_report(args, info: dict, result: dict, n_prompts: int | None, compared
 def print_report(report: dict) -> None:
     print(f"prompts: {report['prompts_in_file'] or '-'} in the prompt file, {report['prompts_seen']} in the input")
     if report.get("samples") is not None:
-        print(
-            f"samples: {report['samples']} read ({report['format']}), {report['after_max_epochs']} after the last epoch ignored"
-        )
+        ignored = report["after_max_epochs"]
+        print(f"samples: {report['samples']} read ({report['format']}), {ignored} after the last epoch ignored")
     for reason, n in report["dropped"].items():
         print(f"  not scored: {n} {reason}")
     print(f"scored: {report['scored']}; selected with {report['method']}: {report['selected']}")
     if report.get("at_default_thresholds"):
-        print(
-            "  at the paper's thresholds: "
-            + ", ".join(f"{k}: {v}" for k, v in report["at_default_thresholds"].items())
-        )
+        counts = ", ".join(f"{k}: {v}" for k, v in report["at_default_thresholds"].items())
+        print(f"  at the paper's thresholds: {counts}")
     if report.get("mean_curve"):
         print("average curve: " + " ".join(f"{a:.2f}" for a in report["mean_curve"]))
     if "compare" in report:
@@ -820,34 +835,36 @@ def print_report(report: dict) -> None:
             print(f"{a:>13}" + "".join(f"{report['compare']['jaccard'][a][b]:>13.3f}" for b in names))
 
 
+def select_from_scores(args, prompts: list[dict] | None) -> tuple[dict, dict]:
+    """--scores_path: the threshold (or top K) over saved scores, in prompt-file order like the release's limr.json."""
+    if args.method != "lim" or args.compare:
+        raise DataError("--scores_path selects from saved scores: only --method lim, without --compare")
+    by_text, duplicates = index_by_text(prompts) if prompts is not None else ({}, {})
+    scores = load_scores(args.scores_path, prompts, by_text)
+    if prompts is not None:
+        scores = {it["id"]: scores[it["id"]] for it in prompts if it["id"] in scores}
+    cutoff = None if args.num_samples else (THETA if args.similarity_threshold is None else args.similarity_threshold)
+    selected = select(scores, cutoff, args.num_samples)
+    info = {"prompts_seen": len(scores), "duplicate_ids": duplicates}
+    return {"scores": scores, "selected": selected, "cutoff": cutoff}, info
+
+
 def run(args) -> None:
     if not args.output_path.endswith(".json"):
-        raise DataError(
-            f"--output_path must end in .json (its OpenRLHF twin .jsonl goes beside it): {args.output_path}"
-        )
+        raise DataError(f"--output_path must end in .json (its OpenRLHF twin goes beside it): {args.output_path}")
     if args.train_samples_path and not args.original_prompts_path and Path(args.train_samples_path).is_dir():
         raise DataError("step files name prompts by text: pass --original_prompts_path")
     prompts = read_prompts(args.original_prompts_path) if args.original_prompts_path else None
+    complete, compared = None, None
     if args.scores_path:
-        if args.method != "lim" or args.compare:
-            raise DataError("--scores_path selects from saved scores: only --method lim, without --compare")
-        by_text, duplicates = index_by_text(prompts) if prompts is not None else ({}, {})
-        scores = load_scores(args.scores_path, prompts, by_text)
-        cutoff = THETA if args.similarity_threshold is None else args.similarity_threshold
-        selected = select(scores, k=args.num_samples) if args.num_samples else select(scores, cutoff)
-        if prompts is not None:  # the selection and the scores file in prompt-file order, like limr.json
-            scores = {it["id"]: scores[it["id"]] for it in prompts if it["id"] in scores}
-            chosen = set(selected)
-            selected = [pid for pid in scores if pid in chosen]
-        info = {"prompts_seen": len(scores), "duplicate_ids": duplicates}
-        result = {"scores": scores, "selected": selected, "cutoff": None if args.num_samples else cutoff}
-        complete, compared = None, None
+        result, info = select_from_scores(args, prompts)
     else:
         histories, info = load_inputs(args, prompts)
         pool = [it["id"] for it in prompts] if prompts is not None else list(histories)
         result = score_and_select(args, histories, pool)
         complete = result["complete"]
-        compared = compare_methods(complete, pool, result["k"], args.seed) if args.compare else None
+        if args.compare:
+            compared = compare_methods(complete, pool, result["k"], args.seed)
     report = build_report(args, info, result, None if prompts is None else len(prompts), compared)
     print_report(report)
     write_outputs(args, result["selected"], prompts, result["scores"], report)

@@ -81,7 +81,13 @@ def equivalent_form(gold: str, rng: random.Random) -> str:
         rewrites.append(lambda g: f"{g}^\\circ" if rng.random() < 0.5 else f"{g} \\text{{ units}}")
         if len(gold.lstrip("-")) > 3:
             rewrites.append(lambda g: f"{int(g):,}")
-    if "," in gold and "\\!" not in gold:  # a list, not `32,\!000`
+    thousands = "\\!" in gold or re.fullmatch(r"-?\d{1,3}(?:,\d{3})+", gold)  # `32,\!000`, `1,000`
+    if not thousands and (re.fullmatch(r"[^()\[\]{}]+(?:,[^()\[\]{}]+)+", gold) or gold.startswith("\\{")):
+        # all solutions (`-3, 5`) or a set: the order is free
+        inner = gold[2:-2] if gold.startswith("\\{") else gold
+        swapped = ", ".join(reversed([x.strip() for x in inner.split(",")]))
+        rewrites.append(lambda g: "\\{" + swapped + "\\}" if g.startswith("\\{") else swapped)
+    if "," in gold and not thousands:
         rewrites.append(lambda g: g.replace(", ", ",") if ", " in g else g.replace(",", ", "))
     if gold.startswith("(") and gold.endswith(")"):
         rewrites.append(lambda g: r"\left" + g[:-1] + r"\right)")
@@ -162,8 +168,8 @@ def load_openrlhf_grader():
 
 def report(name: str, wall: float, verdicts, seconds, timeouts, truth, baseline: float | None) -> str:
     n_true = sum(truth)
-    accepted_true = sum(v for v, t in zip(verdicts, truth) if t)
-    accepted_false = sum(v for v, t in zip(verdicts, truth) if not t)
+    accepted_true = sum(v for v, t in zip(verdicts, truth, strict=True) if t)
+    accepted_false = sum(v for v, t in zip(verdicts, truth, strict=True) if not t)
     q = statistics.quantiles(seconds, n=100)
     ratio = f"{baseline / wall:5.2f}x" if baseline else "   - "
     recall = f"{100 * accepted_true / n_true:5.1f}%" if n_true else "    -"

@@ -11,7 +11,7 @@ Writes, under --out:
 
 The schedule mirrors the paper's run: every epoch the prompts are shuffled and the first
 rollout_batch x steps_per_epoch of them (1,024 x 8 = 8,192 of 8,523) are sampled, 8 times each, so about 4%
-of the prompts miss each epoch; LIM's fill rule then leaves ~7,900 prompts with a full history, close to the
+of the prompts miss each epoch; LIM's fill rule then leaves ~7,980 prompts with a full history, close to the
 7,935 of the released scores.json. Each prompt follows a latent accuracy curve (solved, unsolved, learned at a
 random epoch, noisy, forgotten) and each sample is a Bernoulli draw from it; rewards are 1 / -0.5 / -1 (§2.4).
 Responses come from a small pool of math-like texts (~1,500 characters with LaTeX, newlines, a few quotes and

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         results = pool.map(((r["response"], r["answer"]) for r in rows), progress="grading")
         timeouts = pool.timeouts
     with atomic_write(args.output) as f:
-        for row, g in zip(rows, results):
+        for row, g in zip(rows, results, strict=True):
             row.update(correct=g.correct, reward=g.reward, extracted=g.extracted, seconds=round(g.seconds, 6))
             f.write(dumps_line(row))
     n_correct = sum(g.correct for g in results)

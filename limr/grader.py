@@ -65,11 +65,10 @@ def _match_brace(text: str, open_idx: int) -> int | None:
 
 def extract_boxed(text: str) -> str | None:
     """Content of the last `\\boxed{...}`, `\\fbox{...}` or `\\boxed 5`; None for no box, unclosed or empty."""
-    last = None
-    for last in _BOX_RE.finditer(text):
-        pass
-    if last is None:
+    boxes = list(_BOX_RE.finditer(text))
+    if not boxes:
         return None
+    last = boxes[-1]
     i = last.end()
     while i < len(text) and text[i] in " \t":  # TeX skips spaces after a control word: `\boxed {5}`
         i += 1
@@ -97,7 +96,7 @@ _TEXT_RE = re.compile(r"\\(?:text|textbf|mathrm|mbox|textrm|mathbf)\s*\{([^{}]*)
 _FRAC_SHORT_RE = re.compile(r"\\frac(\d)(\d)")
 _FRAC_HALF_RE = re.compile(r"\\frac\{([^{}]*)\}(\d)")
 _SQRT_SHORT_RE = re.compile(r"\\sqrt(\d)")
-_SUB_BRACE_RE = re.compile(r"_\{(\w+)\}")
+_SUB_BRACE_RE = re.compile(r"_\{(\w)\}")  # `1011_{2}` is `1011_2`; `x_{10}` is not `x_10`
 _THOUSANDS_RE = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _ASSIGN_RE = re.compile(r"^[A-Za-z]\s*=\s*(?=[^=])")
 _CHOICE_RE = re.compile(r"^\(?([A-E])\)?$")

@@ -28,6 +28,7 @@ from limr.paper import BAD_FORMAT, WRONG
 from limr.reward import EOS_MARKERS, score
 
 HARD_LIMIT_S = 3.0
+BATCH = 16  # responses sent to a worker at once; each still has its own time limit
 
 
 @dataclass(frozen=True)
@@ -41,23 +42,23 @@ class Graded:
 
 
 def _worker_main(conn, mode: str, eos_markers) -> None:
-    """Worker loop: receive (response, answer), send back a Graded; None ends it."""
+    """Worker loop: receive a batch of (response, answer), send back one Graded per item as it is done."""
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # it logs every timeout; we count them
     while True:
         try:
-            task = conn.recv()
+            batch = conn.recv()
         except EOFError:
             return
-        if task is None:
+        if batch is None:
             return
-        response, answer = task
-        start = time.perf_counter()
-        try:
-            s = score(response, answer, mode, eos_markers)
-            result = Graded(s.reward, s.correct, s.extracted, s.format_error, time.perf_counter() - start)
-        except Exception as e:  # a grader bug must cost one response, not the worker
-            result = Graded(WRONG, False, None, f"error: {type(e).__name__}", time.perf_counter() - start)
-        conn.send(result)
+        for response, answer in batch:
+            start = time.perf_counter()
+            try:
+                s = score(response, answer, mode, eos_markers)
+                result = Graded(s.reward, s.correct, s.extracted, s.format_error, time.perf_counter() - start)
+            except Exception as e:  # a grader bug must cost one response, not the worker
+                result = Graded(WRONG, False, None, f"error: {type(e).__name__}", time.perf_counter() - start)
+            conn.send(result)
 
 
 def _context():
@@ -108,27 +109,44 @@ class GradingPool:
         reward = BAD_FORMAT if self.mode == "limr" else WRONG
         return Graded(reward, False, None, None, self.hard_limit_s, timed_out=True)
 
-    def _dispatch(self, proc, conn) -> None:
-        while True:
-            item = self._tasks.get()
-            if item is None:
-                break
-            future, task = item
+    def _next_batch(self) -> list | None:
+        """Block for one task, then take what else is queued (up to BATCH): the worker then goes from one
+        response to the next without waiting for this thread, which halves the per-response overhead."""
+        first = self._tasks.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < BATCH:
             try:
-                conn.send(task)
-                if conn.poll(self.hard_limit_s):
-                    future.set_result(conn.recv())
-                    continue
-            except (EOFError, OSError):
-                pass  # the worker died (killed from outside, out of memory): treat as a timeout
-            except Exception as e:
-                future.set_exception(e)
-                continue
-            proc.kill()
-            proc.join()
-            conn.close()
-            future.set_result(self._timeout_result())
-            proc, conn = self._spawn()
+                item = self._tasks.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._tasks.put(None)  # not ours to take yet: this thread ends on its next call
+                break
+            batch.append(item)
+        return batch
+
+    def _dispatch(self, proc, conn) -> None:
+        while (pending := self._next_batch()) is not None:
+            while pending:
+                done = 0
+                try:
+                    conn.send([task for _, task in pending])
+                    while done < len(pending) and conn.poll(self.hard_limit_s):
+                        pending[done][0].set_result(conn.recv())
+                        done += 1
+                except (EOFError, OSError):
+                    pass  # the worker died (killed from outside, out of memory): as a timeout
+                if done == len(pending):
+                    break
+                # pending[done] overran the limit (or killed the worker): replace the worker, resend the rest
+                proc.kill()
+                proc.join()
+                conn.close()
+                pending[done][0].set_result(self._timeout_result())
+                pending = pending[done + 1 :]
+                proc, conn = self._spawn()
         try:
             conn.send(None)
         except OSError:

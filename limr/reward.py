@@ -27,8 +27,9 @@ GARBLED_RATIO = 0.3
 REPEAT_MIN_CHUNK = 5
 REPEAT_MIN_COUNT = 5
 
-# The release's set of usual characters; anything else counts towards "garbled".
-_VALID_CHARS_RE = re.compile(r"[a-zA-Z0-9\s\.,!?\"'\(\)\{\}\[\]_\-+=<>/@#$%^&*\\|:;~`\u2200-\u22FF]")
+# Anything outside the release's set of usual characters counts towards "garbled" (the set negated, so the
+# scan matches only the rare unusual characters).
+_UNUSUAL_CHARS_RE = re.compile(r"[^a-zA-Z0-9\s\.,!?\"'\(\)\{\}\[\]_\-+=<>/@#$%^&*\\|:;~`\u2200-\u22FF]")
 _BOX_COUNT_RE = re.compile(r"\\boxed|\\fbox(?![A-Za-z])")
 
 
@@ -104,8 +105,7 @@ def has_repeat(text: str) -> bool:
 def is_garbled(text: str) -> bool:
     if not text:
         return False
-    invalid = len(_VALID_CHARS_RE.sub("", text))
-    return invalid / len(text) > GARBLED_RATIO
+    return len(_UNUSUAL_CHARS_RE.findall(text)) / len(text) > GARBLED_RATIO
 
 
 def cut_at_eos(response: str, eos_markers: tuple[str, ...] | None) -> str | None:
@@ -151,5 +151,7 @@ def score(
     return Score(CORRECT if verdict.correct else WRONG, verdict.correct, verdict.extracted, None)
 
 
-def reward(response: str, answer: str, mode: str = "default", eos_markers: tuple[str, ...] | None = EOS_MARKERS) -> float:
+def reward(
+    response: str, answer: str, mode: str = "default", eos_markers: tuple[str, ...] | None = EOS_MARKERS
+) -> float:
     return score(response, answer, mode, eos_markers).reward

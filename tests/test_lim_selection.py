@@ -1,0 +1,599 @@
+"""Tests of lim_selection.py: the release's 1,389 from its scores.json, LIM against the formula on a real history,
+the original's fill rule, every method, both log readers (fast paths against json.loads), bad inputs, and the
+benchmark scripts at a tiny scale."""
+
+import importlib.util
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+lim = _load("lim_selection", ROOT / "lim_selection.py")
+gen = _load("gen_rollouts", ROOT / "benchmarks" / "gen_rollouts.py")
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    rc = lim.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def prompt_file(path: Path, ids, texts=None) -> Path:
+    texts = texts or [f"What is {i}?" for i in ids]
+    items = [{"id": i, "prompt": t, "answer": "1", "source": "t"} for i, t in zip(ids, texts, strict=True)]
+    path.write_text(json.dumps(items), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """A generated run: 85 prompts, 3 epochs of 2 steps, 8 samples each, in both formats."""
+    out = tmp_path_factory.mktemp("tiny")
+    gen.main(["--out", str(out), "--num_prompts", "85", "--rollout_batch", "40", "--epochs", "3",
+              "--steps_per_epoch", "2", "--response_chars", "300"])  # fmt: skip
+    return out
+
+
+def reference_accuracy(log: Path, steps_per_epoch: int, epochs: int) -> dict:
+    """An independent reader: json.loads every line, reward == 1 is a success."""
+    counts = {}
+    lines = log.read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            assert n == len(lines) - 1
+            continue
+        if row.get("split") == "eval":
+            continue
+        epoch = (row["step"] - 1) // steps_per_epoch
+        if epoch < epochs:
+            c = counts.setdefault(row["id"], [[0, 0] for _ in range(epochs)])[epoch]
+            c[0] += row["reward"] == 1 if "reward" in row else row["correct"]
+            c[1] += 1
+    return {pid: [c / t if t else None for c, t in h] for pid, h in counts.items()}
+
+
+def read_log(path: Path, known=None, steps_per_epoch=2, epochs=3) -> dict:
+    return lim.epoch_accuracy(lim.scan_rollout_log(path, known, steps_per_epoch, epochs), epochs)
+
+
+# --- the release and a real history -------------------------------------------------------------------------------
+
+
+def test_released_scores_select_exactly_limr(shared_data, tmp_path, capsys):
+    rel = shared_data / "limr-release"
+    out = tmp_path / "limr.json"
+    rc, stdout, _ = run_cli(capsys, "--scores_path", rel / "scores.json", "--original_prompts_path",
+                            rel / "math8k.json", "--output_path", out, "--no_plots")  # fmt: skip
+    assert rc == 0, stdout
+    released = json.loads((rel / "limr.json").read_text())
+    ours = json.loads(out.read_text())
+    assert [it["id"] for it in ours] == [it["id"] for it in released]  # the same 1,389 ids, in MATH-8k order
+    # and the same rows; only "source" differs: the release's limr.json says "olympiads.23k" where math8k says "math"
+    assert [{k: it[k] for k in ("id", "prompt", "answer")} for it in ours] == [
+        {k: it[k] for k in ("id", "prompt", "answer")} for it in released
+    ]
+    twin = [json.loads(line) for line in out.with_suffix(".jsonl").read_text().splitlines()]
+    assert [json.loads(row["label"])["id"] for row in twin] == [it["id"] for it in released]
+    # >= is what reproduces the release; the paper's > would keep 1,324
+    scores = json.loads((rel / "scores.json").read_text())
+    assert sum(r["score"] >= 0.6 for r in scores) == 1389 and sum(r["score"] > 0.6 for r in scores) == 1324
+    saved = json.loads((tmp_path / "limr.scores.json").read_text())
+    assert len(saved) == 7935 and set(saved[0]) == {"id", "prompt", "score"}
+
+
+def test_lim_on_one_shot_rlvr_history_matches_the_formula(shared_data, tmp_path, capsys):
+    history = json.loads((shared_data / "one-shot-rlvr" / "acc_step_500.json").read_text())
+    out = tmp_path / "os.json"
+    rc, stdout, _ = run_cli(capsys, "--accuracy_path", shared_data / "one-shot-rlvr" / "acc_step_500.json",
+                            "--output_path", out, "--no_plots")  # fmt: skip
+    assert rc == 0, stdout
+    ours = {r["id"]: r["score"] for r in json.loads((tmp_path / "os.scores.json").read_text())}
+    # the formula, written out: 21 epochs, mean over all prompts, s = 1 - sum (r - mean)^2 / sum (1 - mean)^2
+    K = 21
+    cut = {pid: h[:K] for pid, h in history.items()}
+    mean = [sum(h[k] for h in cut.values()) / len(cut) for k in range(K)]
+    denominator = sum((1 - m) ** 2 for m in mean)
+    expected = {pid: 1 - sum((h[k] - mean[k]) ** 2 for k in range(K)) / denominator for pid, h in cut.items()}
+    assert ours.keys() == expected.keys()
+    assert max(abs(ours[pid] - expected[pid]) for pid in expected) < 1e-9
+    assert [it["id"] for it in json.loads(out.read_text())] == [p for p in history if expected[p] >= 0.6]
+    report = json.loads((tmp_path / "os.report.json").read_text())
+    assert report["at_default_thresholds"] == {"lim >= 0.6": 912, "linear >= 0.7": 123}  # the counts we report
+
+
+def test_variance_ranks_like_one_shot_rlvr_std(shared_data):
+    history = json.loads((shared_data / "one-shot-rlvr" / "acc_step_500.json").read_text())
+    cut = {pid: h[:21] for pid, h in history.items()}
+    ours = lim.select(lim.variance_scores(cut), k=128)
+    by_std = sorted(cut, key=lambda pid: -statistics.pstdev(cut[pid]))[:128]  # their np.std ranking
+    assert set(ours) == set(by_std)
+
+
+# --- the scoring core ---------------------------------------------------------------------------------------------
+
+FILL = [
+    ([None, 0.5], [0.5, 0.5]),  # one missing epoch takes the next one's value
+    ([0.1, None, 0.3, None, 0.5], [0.1, 0.3, 0.3, 0.5, 0.5]),  # every single hole
+    ([None, None, 0.5], [None, 0.5, 0.5]),  # 2 in a row: one pass over the original values fills only the second
+    ([None, None, None, 1.0], [None, None, 1.0, 1.0]),
+    ([0.5, None], [0.5, None]),  # a missing last epoch has nothing to take
+    ([0.2, 0.4], [0.2, 0.4]),  # nothing missing
+]
+
+
+@pytest.mark.parametrize("history,filled", FILL)
+def test_fill_holes_is_the_originals_rule(history, filled):
+    assert lim.fill_holes(history) == filled
+
+
+def test_complete_histories_counts_why_not():
+    histories = {
+        "ok": [0.1, None, 0.3],  # filled
+        "last": [0.1, 0.2, None],  # missing from the last epoch
+        "run": [None, None, 0.3],  # 2 epochs in a row
+        "never": [None, None, None],  # never sampled
+        "short": [0.5, 0.5],  # an accuracy history shorter than --max_epochs
+        "long": [0.2, 0.4, 0.6, 0.8],  # longer: cut to 3
+    }
+    complete, dropped = lim.complete_histories(histories, 3)
+    assert complete == {"ok": [0.1, 0.3, 0.3], "long": [0.2, 0.4, 0.6]}
+    assert dropped == {
+        "last": "not sampled in the last epoch",
+        "run": "not sampled in 2+ epochs in a row",
+        "never": "never sampled in the first 3 epochs",
+        "short": "history shorter than 3 epochs",
+    }
+
+
+def test_lim_score_by_hand():
+    complete = {"a": [0.0, 1.0], "b": [1.0, 1.0]}  # mean curve (0.5, 1.0): denominator 0.25
+    scores = lim.lim_scores(complete)
+    assert scores == pytest.approx({"a": 1 - 0.25 / 0.25, "b": 1 - 0.25 / 0.25})
+    complete = {"a": [0.0, 0.5], "b": [0.5, 0.5], "c": [1.0, 0.5]}  # mean (0.5, 0.5): denominator 0.5
+    assert lim.lim_scores(complete) == pytest.approx({"a": 0.5, "b": 1.0, "c": 0.5})
+
+
+def test_an_all_solved_mean_curve_does_not_divide_by_zero(capsys):
+    assert lim.lim_scores({"a": [1.0, 1.0], "b": [1.0, 1.0]}) == {"a": 1.0, "b": 1.0}
+    assert "all 1s" in capsys.readouterr().err
+
+
+LINEAR = [
+    ([0.0, 0.25, 0.5, 0.75, 1.0], 1.0),  # learned at an even pace over the run
+    ([1.0] * 5, 0.0),  # always solved
+    ([0.0] * 5, 0.0),  # never solved
+    ([1.0, 0.75, 0.5, 0.25, 0.0], 1 - 2.5 / 1.875),  # forgotten: below zero
+]
+
+
+@pytest.mark.parametrize("history,score", LINEAR)
+def test_linear_score(history, score):
+    assert lim.linear_scores({"x": history})["x"] == pytest.approx(score)
+
+
+def test_variance_and_learnability():
+    complete = {"flat": [0.5, 0.5], "jump": [0.0, 1.0], "solved": [1.0, 1.0]}
+    assert lim.variance_scores(complete) == {"flat": 0.0, "jump": 0.25, "solved": 0.0}
+    assert lim.learnability_scores(complete) == {"flat": 0.25, "jump": 0.0, "solved": 0.0}
+
+
+def test_select_threshold_and_top_k():
+    scores = {"a": 0.6, "b": 0.9, "c": 0.59999, "d": 0.9}
+    assert lim.select(scores, 0.6) == ["a", "b", "d"]  # >= keeps the boundary, in input order
+    assert lim.select(scores, k=2) == ["b", "d"]
+    assert lim.select({"a": 1.0, "b": 1.0, "c": 1.0}, k=2) == ["a", "b"]  # ties: input order
+
+
+def test_rand_is_seeded_and_in_pool_order():
+    pool = [f"p{i}" for i in range(100)]
+    first = lim.rand_select(pool, 10, seed=3)
+    assert first == lim.rand_select(pool, 10, seed=3) and first != lim.rand_select(pool, 10, seed=4)
+    assert first == [p for p in pool if p in set(first)] and len(first) == 10
+
+
+# --- the rollout log -----------------------------------------------------------------------------------------------
+
+
+def count_calls(monkeypatch, name: str) -> list:
+    calls, original = [], getattr(lim, name)
+    monkeypatch.setattr(lim, name, lambda *a: calls.append(1) or original(*a))
+    return calls
+
+
+def test_log_reader_matches_json_loads_on_a_generated_run(tiny, monkeypatch):
+    expected = reference_accuracy(tiny / "rollouts.jsonl", 2, 3)
+    strict = count_calls(monkeypatch, "_strict_log_lines")
+    assert read_log(tiny / "rollouts.jsonl") == expected
+    monkeypatch.setattr(lim, "CHUNK", 997)  # many chunk boundaries, mid-line
+    assert read_log(tiny / "rollouts.jsonl") == expected
+    assert not strict  # all of it through the fast path
+    monkeypatch.setattr(lim, "_fast_log_lines", lambda *a: False)  # json.loads only
+    assert read_log(tiny / "rollouts.jsonl") == expected
+
+
+def line(step, pid, reward, **extra):
+    return json.dumps(
+        {"step": step, "id": pid, "reward": reward, "correct": reward == 1, "response_length": 9, **extra}
+    )
+
+
+# (lines, fast: whether the regex path takes them whole, what it tests): each must read as json.loads per line does
+LOGS = [
+    ([line(s, p, r) for s in (1, 3, 5) for p in "ab" for r in (1.0, -0.5)], True, "the contract"),
+    ([line(1, "a", 1.0, response='say "hi" {"step": 2}'), line(3, "a", 1), line(5, "a", -1)], True, "tricky fields"),
+    ([json.dumps({"id": "a", "reward": 1.0, "step": 1}), line(3, "a", 1.0), line(5, "a", 0)], False, "key order"),
+    ([line(1, "a", 1.0), line(1, 'é"x', 1.0), line(3, 'é"x', -0.5), line(5, 'é"x', 1.0)] * 2, False, "escapes"),
+    ([line(1, "a", 1.0, split="eval"), line(1, "a", -0.5, split="train"), line(3, "a", 1.0)], False, "eval rows"),
+    ([json.dumps({"step": s, "id": "a", "correct": True}) for s in (1, 3, 5)], False, "correct without a reward"),
+    ([line(1, "a", 1.0) + "\r", line(3, "a", 1.0) + "  ", "", line(5, "a", 1e0)], False, "CRLF, spaces, blank"),
+    ([line(1, "a", 1.0), line(3, "a", 1.0), '{"step": 5, "id": "a", "rew'], True, "torn last line"),
+    ([line(s, "a", 1.0) for s in range(1, 9)], True, "steps after --max_epochs are ignored"),
+]
+
+
+@pytest.mark.parametrize("rows,fast,what", LOGS, ids=[w for *_, w in LOGS])
+@pytest.mark.parametrize("chunk", [1 << 20, 50])
+def test_log_reader_table(tmp_path, monkeypatch, rows, fast, what, chunk):
+    monkeypatch.setattr(lim, "CHUNK", chunk)
+    log = write_jsonl(tmp_path / "log.jsonl", [line(s, "pad", -0.5) for s in range(1, 7)] + rows)  # every step
+    strict = count_calls(monkeypatch, "_strict_log_lines")
+    assert read_log(log, epochs=3) == reference_accuracy(log, 2, 3), what
+    if chunk > 1000:
+        assert bool(strict) != fast, what
+
+
+def test_torn_last_line_is_skipped_with_a_warning(tmp_path, capsys):
+    log = write_jsonl(tmp_path / "log.jsonl", [line(s, "a", 1.0) for s in range(1, 7)])
+    with open(log, "a") as f:
+        f.write('{"step": 6, "id": "a", "reward": 1.0, "corr')
+    tally = lim.scan_rollout_log(log, None, 2, 3)
+    assert tally["torn_last_line"] == 7 and tally["samples"] == 6
+    assert "torn last line" in capsys.readouterr().err
+
+
+BAD_LOGS = [
+    ([line(1, "a", 1.0), "not json", line(3, "a", 1.0), line(5, "a", 1.0)], "log.jsonl:2: not valid JSON"),
+    ([line(1, "a", 1.0), '{"step": 1, "id": "a", "rew' + line(3, "a", 1.0), line(5, "a", 1.0)], "log.jsonl:2: not"),
+    ([line(1, "a", 1.0), line(3, "a", 1.0), line(5, "a", "1")], "'reward' must be a number"),
+    ([line(1, "a", 1.0), line(3, "a", True), line(5, "a", 1.0)], "'reward' must be a number"),
+    ([line(1, "a", float("nan")), line(3, "a", 1.0), line(5, "a", 1.0)], "'reward' must be a number"),
+    ([line(1, "a", 1.0), json.dumps({"id": "a", "reward": 1.0}), line(5, "a", 1.0)], "'step' must be a positive"),
+    ([line(0, "a", 1.0), line(3, "a", 1.0), line(5, "a", 1.0)], "'step' must be a positive"),
+    ([line(1, 7, 1.0), line(3, "a", 1.0), line(5, "a", 1.0)], "'id' must be a string"),
+    ([line(1, "a", 1.0), json.dumps({"step": 3, "id": "a"}), line(5, "a", 1.0)], "needs 'reward'"),
+    ([line(1, "a", 1.0), "[1, 2]", line(5, "a", 1.0)], "expected a JSON object"),
+    ([line(s, "a", 1.0) for s in (1, 2, 3, 4)], "no sample for step 5"),
+    ([line(1, "zz", 1.0), line(3, "a", 1.0), line(5, "a", 1.0)], "1 prompt ids are not in the prompt file"),
+]
+
+
+@pytest.mark.parametrize("rows,message", BAD_LOGS)
+def test_bad_logs_fail_with_one_clear_line(tmp_path, capsys, rows, message):
+    log = write_jsonl(tmp_path / "log.jsonl", rows + [line(s, "pad", -0.5) for s in (1, 2, 3, 4, 6)])  # not step 5
+    prompts = prompt_file(tmp_path / "prompts.json", ["a", "b", "pad"])
+    out = tmp_path / "out" / "sel.json"
+    rc, _, err = run_cli(capsys, "--train_samples_path", log, "--original_prompts_path", prompts, "--output_path",
+                         out, "--max_epochs", 3, "--steps_per_epoch", 2, "--no_plots")  # fmt: skip
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not out.parent.exists()  # nothing written
+
+
+# --- the fork's step files -----------------------------------------------------------------------------------------
+
+
+def reference_step_accuracy(folder: Path, prompts: Path, steps_per_epoch: int, epochs: int) -> dict:
+    by_text = {}
+    for it in json.loads(prompts.read_text()):
+        by_text.setdefault(it["prompt"].strip(), it["id"])
+    counts = {}
+    for step in range(1, steps_per_epoch * epochs + 1):
+        for s in json.loads((folder / f"step_{step}.json").read_text()):
+            c = counts.setdefault(by_text[s["prompt"].strip()], [[0, 0] for _ in range(epochs)])
+            c[(step - 1) // steps_per_epoch][0] += s["reward"] == 1
+            c[(step - 1) // steps_per_epoch][1] += 1
+    return {pid: [c / t if t else None for c, t in h] for pid, h in counts.items()}
+
+
+def read_steps(folder: Path, prompts: Path, steps_per_epoch=2, epochs=3) -> dict:
+    by_text, _ = lim.index_by_text(json.loads(prompts.read_text()))
+    return lim.epoch_accuracy(lim.scan_step_files(folder, by_text, steps_per_epoch, epochs), epochs)
+
+
+def test_generated_step_files_are_what_json_dump_writes(tmp_path):
+    rows = [(json.dumps('p "1"\n'), json.dumps("r\\é"), 1.0, 3), (json.dumps("p2"), json.dumps(""), -0.5, 0)]
+    gen.write_step_file(tmp_path / "s.json", rows)
+    objs = [
+        {"prompt": json.loads(p), "response": json.loads(r), "reward": w, "response_length": n} for p, r, w, n in rows
+    ]
+    assert (tmp_path / "s.json").read_text() == json.dumps(objs, indent=4)
+
+
+def test_step_reader_matches_json_load_on_a_generated_run(tiny, monkeypatch):
+    expected = reference_step_accuracy(tiny / "steps", tiny / "prompts.json", 2, 3)
+    strict = count_calls(monkeypatch, "_strict_step_pairs")
+    assert read_steps(tiny / "steps", tiny / "prompts.json") == expected
+    assert expected == reference_accuracy(tiny / "rollouts.jsonl", 2, 3)  # the generator's two formats agree
+    monkeypatch.setattr(lim, "CHUNK", 1000)  # objects cut by chunk boundaries
+    assert read_steps(tiny / "steps", tiny / "prompts.json") == expected
+    assert not strict  # all of it through the fast path
+    monkeypatch.setattr(lim, "_fast_step_pairs", lambda *a: None)  # json.load only
+    assert read_steps(tiny / "steps", tiny / "prompts.json") == expected
+
+
+def sample(prompt, reward, response="ok"):
+    return {"prompt": prompt, "response": response, "reward": reward, "response_length": 2}
+
+
+# (step file layout, what it tests): the reader must agree with json.load on each
+STEP_LAYOUTS = [
+    (lambda rows: json.dumps(rows, indent=4), "the fork's layout"),
+    (lambda rows: json.dumps(rows), "compact"),
+    (lambda rows: json.dumps([{k: r[k] for k in ("reward", "response", "prompt")} for r in rows]), "reward first"),
+    (lambda rows: json.dumps(rows, ensure_ascii=False, indent=1), "raw UTF-8"),
+]
+TEXTS = ["What is 1?", 'Say "reward": 1 \\ twice', "ends with a backslash \\", 'é — "quoted"\n']
+
+
+@pytest.mark.parametrize("layout,what", STEP_LAYOUTS, ids=[w for _, w in STEP_LAYOUTS])
+@pytest.mark.parametrize("chunk", [1 << 20, 40])
+def test_step_reader_table(tmp_path, monkeypatch, layout, what, chunk):
+    monkeypatch.setattr(lim, "CHUNK", chunk)
+    prompts = prompt_file(tmp_path / "prompts.json", list("abcd"), [t + "  " for t in TEXTS])  # padded: stripped
+    folder = tmp_path / "steps"
+    folder.mkdir()
+    for step in range(1, 7):
+        rows = [sample(t.strip(), [1.0, -0.5, -1, 1][(step + i + j) % 4], '"reward": 1.0, "x\\') for i, t in
+                enumerate(TEXTS) for j in range(2)]  # fmt: skip
+        (folder / f"step_{step}.json").write_text(layout(rows), encoding="utf-8")
+    expected = reference_step_accuracy(folder, prompts, 2, 3)
+    assert read_steps(folder, prompts) == expected, what
+
+
+def test_duplicate_prompt_text_is_pooled_under_the_first_id(tmp_path, capsys):
+    prompts = prompt_file(tmp_path / "prompts.json", ["a", "b", "dup"], ["Same?", "Other?", "Same?"])
+    folder = tmp_path / "steps"
+    folder.mkdir()
+    for step in range(1, 4):
+        rows = [sample("Same?", 1.0), sample("Same?", -0.5), sample("Other?", float(step == 3))]
+        (folder / f"step_{step}.json").write_text(json.dumps(rows))
+    out = tmp_path / "sel.json"
+    rc, stdout, _ = run_cli(capsys, "--train_samples_path", folder, "--original_prompts_path", prompts,
+                            "--output_path", out, "--steps_per_epoch", 1, "--max_epochs", 3, "--no_plots")  # fmt: skip
+    assert rc == 0
+    report = json.loads((tmp_path / "sel.report.json").read_text())
+    assert report["duplicate_prompt_texts"] == [{"ids": ["a", "dup"]}]
+    assert report["dropped"] == {"same prompt text as a (samples pooled there)": 1}
+    scores = {r["id"]: r["score"] for r in json.loads((tmp_path / "sel.scores.json").read_text())}
+    assert set(scores) == {"a", "b"}  # "dup" is never a candidate
+    assert "dup" not in {it["id"] for it in json.loads(out.read_text())}
+
+
+# --- the command line ----------------------------------------------------------------------------------------------
+
+
+def test_original_command_on_step_files_writes_every_output(tiny, tmp_path, capsys):
+    out = tmp_path / "lim" / "limr.json"
+    rc, stdout, _ = run_cli(capsys, "--train_samples_path", tiny / "steps", "--original_prompts_path",
+                            tiny / "prompts.json", "--output_path", out, "--steps_per_epoch", 2, "--max_epochs", 3,
+                            "--similarity_threshold", 0.6)  # fmt: skip
+    assert rc == 0
+    selected = json.loads(out.read_text())
+    assert selected and set(selected[0]) == {"id", "prompt", "answer", "source"}
+    rows = [json.loads(x) for x in out.with_suffix(".jsonl").read_text().splitlines()]
+    assert [json.loads(r["label"])["id"] for r in rows] == [it["id"] for it in selected]
+    report = json.loads((out.parent / "limr.report.json").read_text())
+    assert report["selected"] == len(selected) and report["scored"] + sum(report["dropped"].values()) == 85
+    assert len(report["mean_curve"]) == 3 and "selected with lim" in stdout
+    for png in ("trajectories", "scores"):
+        assert (out.parent / f"limr.{png}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_log_and_step_files_select_the_same(tiny, tmp_path, capsys):
+    chosen = []
+    for source in (tiny / "steps", tiny / "rollouts.jsonl"):
+        out = tmp_path / f"{source.stem}.json"
+        rc, _, _ = run_cli(capsys, "--train_samples_path", source, "--original_prompts_path", tiny / "prompts.json",
+                           "--output_path", out, "--steps_per_epoch", 2, "--max_epochs", 3, "--no_plots")  # fmt: skip
+        assert rc == 0
+        chosen.append(json.loads(out.read_text()))
+    assert chosen[0] == chosen[1]
+
+
+@pytest.mark.parametrize("method", ["linear", "rand", "variance", "learnability"])
+def test_methods_and_sizes(tiny, tmp_path, capsys, method):
+    out = tmp_path / "sel.json"
+    args = ["--train_samples_path", tiny / "rollouts.jsonl", "--original_prompts_path", tiny / "prompts.json",
+            "--output_path", out, "--steps_per_epoch", 2, "--max_epochs", 3, "--no_plots", "--method", method]  # fmt: skip
+    assert run_cli(capsys, *args, "--num_samples", 11)[0] == 0
+    assert len(json.loads(out.read_text())) == 11
+    assert run_cli(capsys, *args)[0] == 0  # default size: LINEAR its threshold 0.7, the others LIM's count
+    report = json.loads((tmp_path / "sel.report.json").read_text())
+    expected = report["at_default_thresholds"]["linear >= 0.7" if method == "linear" else "lim >= 0.6"]
+    assert report["selected"] == expected
+
+
+def test_compare_prints_the_overlap(tiny, tmp_path, capsys):
+    rc, stdout, _ = run_cli(capsys, "--accuracy_path", write_accuracy(tiny, tmp_path), "--output_path",
+                            tmp_path / "c.json", "--max_epochs", 3, "--compare", "--num_samples", 20)  # fmt: skip
+    assert rc == 0 and "overlap (Jaccard) at 20 prompts each" in stdout
+    jac = json.loads((tmp_path / "c.report.json").read_text())["compare"]["jaccard"]
+    assert set(jac) == set(lim.METHODS) and all(jac[m][m] == 1.0 for m in jac)
+    assert (tmp_path / "c.overlap.png").exists()
+    assert not (tmp_path / "c.jsonl").exists()  # ids only without a prompt file
+
+
+def write_accuracy(tiny: Path, tmp_path: Path) -> Path:
+    acc = {
+        pid: [0.0 if x is None else x for x in h]
+        for pid, h in reference_accuracy(tiny / "rollouts.jsonl", 2, 3).items()
+    }
+    path = tmp_path / "acc.json"
+    path.write_text(json.dumps(acc))
+    return path
+
+
+def test_accuracy_history_is_cut_to_max_epochs(tmp_path, capsys):
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps({"a": [0.0, 0.5, 1.0, 0.0], "b": [0.5, 0.5, 0.5], "c": [1.0, 1.0, 1.0, 1.0, 1.0]}))
+    rc, _, _ = run_cli(capsys, "--accuracy_path", acc, "--output_path", tmp_path / "s.json", "--max_epochs", 3,
+                       "--no_plots")  # fmt: skip
+    assert rc == 0
+    scores = {r["id"]: r["score"] for r in json.loads((tmp_path / "s.scores.json").read_text())}
+    mean = [0.5, 2 / 3, 2.5 / 3]
+    den = sum((1 - m) ** 2 for m in mean)
+    h = [0.0, 0.5, 1.0]
+    assert math.isclose(scores["a"], 1 - sum((x - m) ** 2 for x, m in zip(h, mean, strict=True)) / den)
+
+
+# (arguments after the input, files to create, message): bad inputs end with one line, exit 2 and no output
+BAD_INPUTS = [
+    (["--accuracy_path", "{d}/acc.json"], {"acc.json": "[1, 2]"}, "expected a JSON object"),
+    (["--accuracy_path", "{d}/acc.json"], {"acc.json": '{"a": 0.5}'}, "is not a list"),
+    (["--accuracy_path", "{d}/acc.json"], {"acc.json": '{"a": [0.5, 2]}'}, "not an accuracy in [0, 1]"),
+    (["--accuracy_path", "{d}/acc.json"], {"acc.json": "{not json"}, "not valid JSON"),
+    (["--accuracy_path", "{d}/acc.json"], {"acc.json": '{"a": [0.5]}'}, "no prompt has a complete 21-epoch history"),
+    (
+        ["--accuracy_path", "{d}/acc.json", "--original_prompts_path", "{d}/p.json"],
+        {"acc.json": '{"zz": [0.5]}', "p.json": '[{"id": "a", "prompt": "x", "answer": "1"}]'},
+        "ids are not in the prompt file",
+    ),  # fmt: skip
+    (["--scores_path", "{d}/s.json"], {"s.json": '[{"id": "a"}]'}, "needs a numeric 'score'"),
+    (["--scores_path", "{d}/s.json"], {"s.json": '[{"prompt": "x", "score": 1}]'}, "pass --original_prompts_path"),
+    (
+        ["--scores_path", "{d}/s.json", "--original_prompts_path", "{d}/p.json"],
+        {"s.json": '[{"prompt": "y", "score": 1}]', "p.json": '[{"id": "a", "prompt": "x", "answer": "1"}]'},
+        "prompt not in the prompt file",
+    ),  # fmt: skip
+    (
+        ["--scores_path", "{d}/s.json", "--original_prompts_path", "{d}/p.json"],
+        {"s.json": "[]", "p.json": '{"a": 1}'},
+        "expected a JSON list of prompts",
+    ),  # fmt: skip
+    (
+        ["--scores_path", "{d}/s.json", "--original_prompts_path", "{d}/p.json"],
+        {"s.json": "[]", "p.json": '[{"id": "a", "prompt": "x"}]'},
+        "needs string fields",
+    ),  # fmt: skip
+    (
+        ["--train_samples_path", "{d}/steps", "--original_prompts_path", "{d}/p.json"],
+        {"steps/x.txt": "", "p.json": "[]"},
+        "no step_{k}.json files",
+    ),  # fmt: skip
+    (
+        ["--train_samples_path", "{d}/steps", "--original_prompts_path", "{d}/p.json", "--max_epochs", "2"],
+        {"steps/step_1.json": "[]", "steps/step_3.json": "[]", "p.json": "[]"},
+        "step_2.json is missing",
+    ),  # fmt: skip
+    (
+        [
+            "--train_samples_path",
+            "{d}/steps",
+            "--original_prompts_path",
+            "{d}/p.json",
+            "--max_epochs",
+            "1",
+            "--steps_per_epoch",
+            "1",
+        ],
+        {
+            "steps/step_1.json": '[{"prompt": "x", "reward": "1"}]',
+            "p.json": '[{"id": "a", "prompt": "x", "answer": "1"}]',
+        },
+        "step_1.json: item 0: 'reward' must be a number",
+    ),  # fmt: skip
+    (
+        [
+            "--train_samples_path",
+            "{d}/steps",
+            "--original_prompts_path",
+            "{d}/p.json",
+            "--max_epochs",
+            "1",
+            "--steps_per_epoch",
+            "1",
+        ],
+        {
+            "steps/step_1.json": '[{"prompt": "y", "reward": 1}]',
+            "p.json": '[{"id": "a", "prompt": "x", "answer": "1"}]',
+        },
+        "1 prompt texts are not in the prompt file",
+    ),  # fmt: skip
+    (
+        [
+            "--train_samples_path",
+            "{d}/steps",
+            "--original_prompts_path",
+            "{d}/p.json",
+            "--max_epochs",
+            "1",
+            "--steps_per_epoch",
+            "1",
+        ],
+        {"steps/step_1.json": '{"prompt": "x"}', "p.json": "[]"},
+        "expected a JSON list",
+    ),
+    (["--train_samples_path", "{d}/steps"], {"steps/step_1.json": "[]"}, "pass --original_prompts_path"),
+    (["--train_samples_path", "{d}/nothing"], {}, "no such file or folder"),
+    (["--train_samples_path", "{d}/empty.jsonl"], {"empty.jsonl": ""}, "no training samples"),
+    (["--accuracy_path", "{d}/acc.json", "--output_path", "{d}/out/x.txt"], {"acc.json": "{}"}, "must end in .json"),
+]
+
+
+@pytest.mark.parametrize("argv,files,message", BAD_INPUTS)
+def test_bad_inputs_fail_with_one_clear_line(tmp_path, capsys, argv, files, message):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    argv = [a.format(d=tmp_path) for a in argv]
+    if "--output_path" not in argv:
+        argv += ["--output_path", f"{tmp_path}/out/sel.json"]
+    rc, _, err = run_cli(capsys, *argv, "--no_plots")
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_runs():
+    proc = subprocess.run([sys.executable, str(ROOT / "lim_selection.py"), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "--train_samples_path" in proc.stdout and "--similarity_threshold" in proc.stdout
+
+
+# --- the benchmark scripts, tiny ----------------------------------------------------------------------------------
+
+
+def test_benchmark_runs_at_a_tiny_scale(tmp_path):
+    data = tmp_path / "bench"
+    gen_cmd = [sys.executable, str(ROOT / "benchmarks" / "gen_rollouts.py"), "--out", str(data), "--scale", "0.01",
+               "--epochs", "3", "--response_chars", "200"]  # fmt: skip
+    assert subprocess.run(gen_cmd, capture_output=True).returncode == 0
+    bench = [sys.executable, str(ROOT / "benchmarks" / "bench_lim_selection.py"), "--data", str(data),
+             "--max_epochs", "3", "--partial_epochs", "2"]  # fmt: skip
+    proc = subprocess.run(bench, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((data / "bench" / "results.json").read_text())
+    assert results["same_selection"] and set(results["runs"]) == {"baseline", "steps", "jsonl", "steps@2", "jsonl@2"}
+    assert all(r["peak_mb"] > 0 and "speedup" in r for r in results["runs"].values())
+    assert set(results["linear_fit"]) == {"steps", "jsonl"}
