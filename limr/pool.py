@@ -29,6 +29,7 @@ from limr.reward import EOS_MARKERS, score
 
 HARD_LIMIT_S = 3.0
 BATCH = 16  # responses sent to a worker at once; each still has its own time limit
+MAX_DEATHS = 3  # workers dying at start this many times in a row fail the pending responses instead
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Graded:
     timed_out: bool = False
 
 
-def _worker_main(conn, mode: str, eos_markers) -> None:
+def _worker_main(conn, mode: str, eos_markers, check_format: bool) -> None:
     """Worker loop: receive a batch of (response, answer), send back one Graded per item as it is done."""
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # it logs every timeout; we count them
     while True:
@@ -54,7 +55,7 @@ def _worker_main(conn, mode: str, eos_markers) -> None:
         for response, answer in batch:
             start = time.perf_counter()
             try:
-                s = score(response, answer, mode, eos_markers)
+                s = score(response, answer, mode, eos_markers, check_format)
                 result = Graded(s.reward, s.correct, s.extracted, s.format_error, time.perf_counter() - start)
             except Exception as e:  # a grader bug must cost one response, not the worker
                 result = Graded(WRONG, False, None, f"error: {type(e).__name__}", time.perf_counter() - start)
@@ -78,6 +79,7 @@ class GradingPool:
         hard_limit_s: float = HARD_LIMIT_S,
         mode: str = "default",
         eos_markers: tuple[str, ...] | None = EOS_MARKERS,
+        check_format: bool = True,
     ):
         if mode not in MODES:
             raise ValueError(f"unknown grader mode {mode!r}; expected one of {MODES}")
@@ -85,6 +87,7 @@ class GradingPool:
         self.hard_limit_s = hard_limit_s
         self.mode = mode
         self.eos_markers = eos_markers
+        self.check_format = check_format  # False: the answer alone (evaluation), see limr.reward.score
         self.timeouts = 0
         self._ctx = _context()
         self._tasks: queue.Queue = queue.Queue()
@@ -98,7 +101,9 @@ class GradingPool:
 
     def _spawn(self):
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, args=(child, self.mode, self.eos_markers), daemon=True)
+        proc = self._ctx.Process(
+            target=_worker_main, args=(child, self.mode, self.eos_markers, self.check_format), daemon=True
+        )
         proc.start()
         child.close()
         return proc, parent
@@ -128,24 +133,32 @@ class GradingPool:
         return batch
 
     def _dispatch(self, proc, conn) -> None:
+        deaths = 0  # workers in a row that died without finishing a response: a broken setup, not a bad response
         while (pending := self._next_batch()) is not None:
             while pending:
-                done = 0
+                done, died = 0, False
                 try:
                     conn.send([task for _, task in pending])
                     while done < len(pending) and conn.poll(self.hard_limit_s):
                         pending[done][0].set_result(conn.recv())
-                        done += 1
+                        done, deaths = done + 1, 0
                 except (EOFError, OSError):
-                    pass  # the worker died (killed from outside, out of memory): as a timeout
+                    died = True  # killed from outside, out of memory, or it could not start
                 if done == len(pending):
                     break
-                # pending[done] overran the limit (or killed the worker): replace the worker, resend the rest
+                # pending[done] overran the limit or killed the worker: replace the worker, resend the rest
                 proc.kill()
                 proc.join()
                 conn.close()
-                pending[done][0].set_result(self._timeout_result())
-                pending = pending[done + 1 :]
+                deaths = deaths + 1 if died and done == 0 else 0
+                if deaths >= MAX_DEATHS:
+                    error = RuntimeError(f"grading workers died {deaths} times in a row (exit code {proc.exitcode})")
+                    for future, _ in pending:
+                        future.set_exception(error)
+                    pending = []
+                else:
+                    pending[done][0].set_result(self._timeout_result())
+                    pending = pending[done + 1 :]
                 proc, conn = self._spawn()
         try:
             conn.send(None)

@@ -134,15 +134,22 @@ def format_error(response: str, mode: str = "default") -> str | None:
 
 
 def score(
-    response: str, answer: str, mode: str = "default", eos_markers: tuple[str, ...] | None = EOS_MARKERS
+    response: str,
+    answer: str,
+    mode: str = "default",
+    eos_markers: tuple[str, ...] | None = EOS_MARKERS,
+    check_format: bool = True,
 ) -> Score:
-    """Reward one response (the model's text after the prompt) against its gold answer."""
+    """Reward one response (the model's text after the prompt) against its gold answer.
+
+    `check_format=False` skips rules 1-4 (evaluation scores the answer alone); no answer is still -1.
+    """
     if mode not in MODES:
         raise ValueError(f"unknown grader mode {mode!r}; expected one of {MODES}")
-    text = cut_at_eos(response, eos_markers)
+    text = cut_at_eos(response, eos_markers) if check_format else response
     if text is None:
         return Score(BAD_FORMAT, False, None, "truncated")
-    error = format_error(text, mode)
+    error = format_error(text, mode) if check_format else None
     if error is not None:
         return Score(BAD_FORMAT, False, extract_boxed(text) if mode == "default" else None, error)
     verdict = grade(text, answer, mode)

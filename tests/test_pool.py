@@ -1,6 +1,7 @@
 """Tests of limr/pool.py: results in input order, the rewards of limr.reward, hostile responses that never
 crash a worker, never run code and never pass the hard limit, and a stuck worker killed and replaced."""
 
+import os
 import random
 
 import pytest
@@ -159,3 +160,23 @@ def test_unknown_mode_raises():
     with p:
         g = p.submit("\\boxed{5}" + END, "5").result(timeout=30)
     pytest.fail(f"GradingPool(mode='qwen') started and graded a right answer {g}")
+
+
+class _StillbornPool(GradingPool):
+    """Workers that exit as soon as they start: a broken setup (say, a worker that cannot import limr)."""
+
+    def _spawn(self):
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=os._exit, args=(3,), daemon=True)
+        proc.start()
+        child.close()
+        return proc, parent
+
+
+def test_workers_that_keep_dying_fail_loudly():
+    # a pool whose workers cannot run must not quietly grade everything as a timeout
+    with _StillbornPool(workers=1, hard_limit_s=2.0) as pool:
+        futures = [pool.submit("\\boxed{5}" + END, "5") for _ in range(6)]
+        errors = [f.exception(timeout=60) for f in futures]
+    assert any(isinstance(e, RuntimeError) and "died 3 times in a row" in str(e) for e in errors)
+    assert all(e is not None or f.result().timed_out for e, f in zip(errors, futures, strict=True))

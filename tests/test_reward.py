@@ -322,3 +322,22 @@ def test_limr_mode_matches_release(response, answer):
 def test_format_error_modes(response, default_error, limr_error):
     assert format_error(response) == default_error
     assert format_error(response, mode="limr") == limr_error
+
+
+# ---------------------------------------------------------------------------------------------------------
+# check_format=False: evaluation grades the answer alone
+
+
+@pytest.mark.parametrize(
+    "response, answer, expected",
+    [
+        ("\\boxed{5}", "5", CORRECT),  # no end-of-turn marker: not cut off when format is not checked
+        ("\\boxed{1} " * 4 + "\\boxed{5}", "5", CORRECT),  # five boxes: the last one counts
+        ("abcde" * 5 + " \\boxed{5}", "5", CORRECT),  # a long repeat is not a format error here
+        ("\\boxed{6}", "5", WRONG),  # still wrong when wrong
+        ("no box at all", "5", BAD_FORMAT),  # and no answer is still no answer
+    ],
+)
+def test_score_without_format_rules(response, answer, expected):
+    assert score(response, answer, check_format=False).reward == expected
+    assert score(response, answer).reward == BAD_FORMAT  # the training reward rejects every one of them
