@@ -27,7 +27,9 @@ def test_entry_points_found():
 
 @pytest.mark.parametrize("script", PY_ENTRY_POINTS, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_help(script):
-    proc = subprocess.run([sys.executable, str(script), "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "usage:" in proc.stdout
 
