@@ -1,0 +1,236 @@
+"""The paper's Table 2 and accuracy-vs-step curves from evaluation results, for any number of runs.
+
+    python eval/summarize.py                           # every run in outputs/eval -> summary.md, summary.csv, curves.png
+    python eval/summarize.py --runs qwen2.5-math-7b,math8k,rand,linear,limr --paper \
+        --questions math8k=8523,rand=1389,linear=1138,limr=1389
+
+Reads <eval_dir>/<run>/{base,step<N>}/results.json as eval/evaluate.py writes them. The table has one row per run
+in the paper's layout: run, the step shown, #questions (the run's training prompts, given with --questions),
+AIME24, MATH500, AMC23 and their average, each the accuracy in % (mean over samples). A run's row is its last
+step; `--step best` takes the step with the best average instead, which selects on the test sets themselves, so
+say so wherever you report it. A benchmark evaluated on fewer questions than the full set (a smoke test) is
+marked †. `--paper` adds the paper's rows. curves.png plots accuracy against training step for each benchmark
+and on average (the paper's Fig. 3a / 4): a run's base folder, if any, is its step 0; a run that has only a base
+folder (the base model) is a dashed line. Bad input prints one `error:` line, exits 2 and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import re
+import sys
+from pathlib import Path
+
+from limr.jsonio import DataError, atomic_write, read_json
+from limr.paper import BENCHMARK_SIZES
+
+BENCHES = ("aime24", "math500", "amc23")  # Table 2's column order
+TITLES = {"aime24": "AIME24", "math500": "MATH500", "amc23": "AMC23", "average": "average"}
+STEP_RE = re.compile(r"step(\d+)")
+# Table 2 of the paper (arXiv 2502.11886): run, training prompts, AIME24, MATH500, AMC23 (accuracy, %). The paper
+# gives LINEAR 1,138 prompts in the table and 1,189 in the text.
+PAPER = (
+    ("Qwen2.5-Math-7B", None, 16.7, 52.4, 52.5),
+    ("FULL", 8523, 32.5, 76.6, 61.9),
+    ("RAND", 1389, 25.8, 66.0, 56.3),
+    ("LINEAR", 1138, 28.3, 74.6, 61.9),
+    ("LIMR", 1389, 32.5, 78.0, 63.8),
+)
+
+# A run: {step: {bench: (accuracy in %, questions evaluated)}}, step 0 standing for a base folder.
+
+
+def read_point(path: Path) -> dict[str, tuple[float, int]]:
+    results = read_json(path)
+    benchmarks = results.get("benchmarks") if isinstance(results, dict) else None
+    if not isinstance(benchmarks, dict):
+        raise DataError(f"{path}: not a results file (no 'benchmarks' object)")
+    point = {}
+    for bench, entry in benchmarks.items():
+        acc = entry.get("accuracy") if isinstance(entry, dict) else None
+        questions = entry.get("questions") if isinstance(entry, dict) else None
+        if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
+            raise DataError(f"{path}: {bench}: 'accuracy' must be a number in [0, 1], got {acc!r:.40}")
+        if isinstance(questions, bool) or not isinstance(questions, int) or questions < 1:
+            raise DataError(f"{path}: {bench}: 'questions' must be a positive integer, got {questions!r:.40}")
+        point[bench] = (100 * acc, questions)
+    return point
+
+
+def read_run(folder: Path) -> tuple[dict[int, dict], bool]:
+    """A run's points by step (its base folder as step 0), and whether it is a base model alone (no steps)."""
+    steps = {}
+    for sub in folder.iterdir():
+        m = STEP_RE.fullmatch(sub.name)
+        if m and (sub / "results.json").is_file():
+            steps[int(m.group(1))] = sub / "results.json"
+    points = {step: read_point(path) for step, path in steps.items()}
+    base = folder / "base" / "results.json"
+    if base.is_file() and 0 not in points:
+        points[0] = read_point(base)
+    return dict(sorted(points.items())), base.is_file() and not steps
+
+
+def load_runs(eval_dir: Path, names: list[str] | None) -> dict[str, tuple[dict, bool]]:
+    if not eval_dir.is_dir():
+        raise DataError(f"{eval_dir}: no such folder: run bash eval/eval.sh first")
+    found = {}
+    for folder in sorted(p for p in eval_dir.iterdir() if p.is_dir()):
+        points, only_base = read_run(folder)
+        if points:
+            found[folder.name] = (points, only_base)
+    if not found:
+        raise DataError(f"{eval_dir}: no results (<run>/base/results.json or <run>/step<N>/results.json)")
+    if names is None:  # base models first, as in the paper
+        return dict(sorted(found.items(), key=lambda kv: (not kv[1][1], kv[0])))
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise DataError(f"{eval_dir}: no results for run {', '.join(missing)} (found: {', '.join(found)})")
+    return {n: found[n] for n in names}
+
+
+def average(point: dict) -> float | None:
+    """The paper's AVG: the mean of the three benchmarks, only when all three were evaluated."""
+    if not all(b in point for b in BENCHES):
+        return None
+    return sum(point[b][0] for b in BENCHES) / len(BENCHES)
+
+
+def table_rows(runs: dict, rule: str, questions: dict[str, int]) -> list[dict]:
+    rows = []
+    for run, (points, only_base) in runs.items():
+        steps = list(points) if only_base else [s for s in points if s > 0] or list(points)
+        best = max(steps, key=lambda s: (average(points[s]) is not None, average(points[s]) or 0, s))
+        step = best if rule == "best" else steps[-1]
+        point = points[step]
+        row = {"run": run, "source": "ours", "step": "base" if only_base or step == 0 else step}
+        row["questions"] = questions.get(run)
+        for b in BENCHES:
+            row[b], row[f"{b}_questions"] = point.get(b, (None, None))
+        row["average"] = average(point)
+        rows.append(row)
+    return rows
+
+
+def paper_rows() -> list[dict]:
+    rows = []
+    for run, n, *accs in PAPER:
+        row = {"run": f"{run} (paper)", "source": "paper", "step": "", "questions": n}
+        for b, acc in zip(BENCHES, accs, strict=True):
+            row[b], row[f"{b}_questions"] = acc, BENCHMARK_SIZES[b]
+        row["average"] = sum(accs) / len(accs)
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| run | step | #questions | AIME24 | MATH500 | AMC23 | average |", "|---|---|---:|---:|---:|---:|---:|"]
+    partial = False
+    for row in rows:
+        cells = [row["run"], str(row["step"]), "-" if row["questions"] is None else f"{row['questions']:,}"]
+        for b in BENCHES:
+            short = row[b] is not None and row[f"{b}_questions"] < BENCHMARK_SIZES[b]
+            partial |= short
+            cells.append("-" if row[b] is None else f"{row[b]:.1f}" + ("†" if short else ""))
+        cells.append("-" if row["average"] is None else f"{row['average']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    if partial:
+        sizes = ", ".join(f"{TITLES[b]} {n}" for b, n in BENCHMARK_SIZES.items())
+        lines.append(f"\n† evaluated on fewer questions than the full benchmark ({sizes}).")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict]) -> str:
+    fields = ["run", "source", "step", "questions", *BENCHES, "average", *(f"{b}_questions" for b in BENCHES)]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()})
+    return buf.getvalue()
+
+
+def plot_curves(runs: dict, out) -> None:
+    """Accuracy against training step, one panel per benchmark and one for the average (Fig. 3a / 4)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    for ax, key in zip(axes, (*BENCHES, "average"), strict=True):
+        for i, (run, (points, only_base)) in enumerate(runs.items()):
+            color = f"C{i % 10}"
+            values = {s: average(p) if key == "average" else p.get(key, (None,))[0] for s, p in points.items()}
+            values = {s: v for s, v in values.items() if v is not None}
+            if only_base and values:
+                ax.axhline(values[0], color=color, linestyle="--", label=run)
+            elif values:
+                ax.plot(list(values), list(values.values()), color=color, marker="o", markersize=3, label=run)
+        ax.set_title(TITLES[key])
+        ax.set_xlabel("training step")
+        ax.set_ylabel("accuracy (%)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, format="png", dpi=120)
+    plt.close(fig)
+
+
+def parse_questions(spec: str | None) -> dict[str, int]:
+    counts = {}
+    for item in filter(None, (s.strip() for s in (spec or "").split(","))):
+        name, _, n = item.partition("=")
+        if not name or not n.strip().isdigit():
+            raise DataError(f"--questions: expected run=N, got {item!r}")
+        counts[name.strip()] = int(n)
+    return counts
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    doc = "\n\n".join(__doc__.split("\n\n")[:2])
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = Path(os.environ.get("OUT", "outputs")) / "eval"  # OUT: the artifacts' root, as in scripts/
+    p.add_argument("--eval_dir", type=Path, default=default, help="eval/evaluate.py's --out (default: $OUT/eval)")
+    p.add_argument("--runs", help="comma-separated run folders, in table order (default: all, base models first)")
+    p.add_argument("--step", choices=("latest", "best"), default="latest", help="which step is a run's row")
+    p.add_argument("--questions", help="training prompts per run for the #questions column: run=N,run=N")
+    p.add_argument("--paper", action="store_true", help="add the paper's Table 2 rows")
+    p.add_argument("--out", type=Path, help="folder for summary.md, summary.csv, curves.png (default: --eval_dir)")
+    p.add_argument("--no_plot", action="store_true", help="skip curves.png")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = [n.strip() for n in args.runs.split(",") if n.strip()] if args.runs else None
+    try:
+        runs = load_runs(args.eval_dir, names)
+        rows = table_rows(runs, args.step, parse_questions(args.questions))
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows += paper_rows() if args.paper else []
+    out = args.out or args.eval_dir
+    table = markdown(rows)
+    with atomic_write(out / "summary.md") as f:
+        f.write(table)
+    with atomic_write(out / "summary.csv") as f:
+        f.write(to_csv(rows))
+    written = ["summary.md", "summary.csv"]
+    if not args.no_plot:
+        with atomic_write(out / "curves.png", "wb") as f:
+            plot_curves(runs, f)
+        written.append("curves.png")
+    print(table)
+    print(f"wrote {', '.join(str(out / w) for w in written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,764 @@
+"""Tests of train/reward_server.py and limr/rollout_log.py: the request core as tables, the log writer (resume, torn
+lines, failed writes), and the real server as a process on 127.0.0.1 driven by OpenRLHF 0.11.2's own client
+(SingleTurnAgentExecutor), by bad requests, by 64 concurrent clients (20,000+ requests, read back by
+lim_selection.py), by kill -9 under load and a restart, and by SIGTERM under load.
+
+LIMR_LOAD_REQUESTS sets the load test's size (default 20,000 training requests plus 5% evaluation requests).
+"""
+
+import asyncio
+import base64
+import http.client
+import importlib.util
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from limr.dataset import encode_label
+from limr.jsonio import DataError
+from limr.paper import BAD_FORMAT, CORRECT, WRONG
+from limr.pool import Graded
+from limr.rollout_log import RolloutLog, check_resume, log_row, step_of
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER = ROOT / "train" / "reward_server.py"
+END = "<|im_end|>"
+LOAD_REQUESTS = int(os.environ.get("LIMR_LOAD_REQUESTS", "20000"))
+CLIENTS = 64
+
+
+def _load(name: str, path: Path):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+rs = _load("reward_server", SERVER)
+lim = _load("lim_selection", ROOT / "lim_selection.py")
+
+
+def chat(question: str) -> str:
+    """The chat-templated prompt OpenRLHF sends (Qwen's template, as --data.apply_chat_template renders it)."""
+    return f"<|im_start|>system\nPlease reason step by step.<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+
+
+# ---- The request core ---------------------------------------------------------------------------------------------
+
+P = chat("What is 2+3?")
+
+
+@pytest.mark.parametrize(
+    "query, prompt, expected",
+    [
+        (P + "So \\boxed{5}" + END, P, (P, "So \\boxed{5}" + END, False)),  # the query starts with the prompt
+        (P[10:] + "ok" + END, P, (P[10:], "ok" + END, True)),  # the prompt cut on the left: after the assistant turn
+        ("<|im_start|>assistant\nA<|im_start|>assistant\nB", "zz", ("<|im_start|>assistant\nA<|im_start|>assistant\n", "B", True)),  # last turn
+        ("no template at all", "zz", ("", "no template at all", True)),  # nothing to split on: all of it
+        ("x\\boxed{1}", None, ("", "x\\boxed{1}", True)),  # no prompt sent
+        (P + "r", "", (P, "r", True)),  # an empty prompt: after the assistant turn
+    ],
+)  # fmt: skip
+def test_split_query(query, prompt, expected):
+    assert rs.split_query(query, prompt) == expected
+
+
+@pytest.mark.parametrize(
+    "label, expected_id, expected_answer, expected_split",
+    [
+        (encode_label("math-1", "\\frac{1}{2}"), "math-1", "\\frac{1}{2}", "train"),  # our label
+        (encode_label("aime-3", "204", "eval"), "aime-3", "204", "eval"),  # an evaluation row
+        ('{"id": 17, "answer": 5}', "17", "5", "train"),  # numbers in someone else's JSON label: as text
+        ('{"id": "", "answer": "5"}', rs.prompt_hash(P), "5", "train"),  # an empty id: keyed by the prompt
+        ("5", rs.prompt_hash(P), "5", "train"),  # a plain gold answer: keyed by a hash of the prompt
+        ("{not json", rs.prompt_hash(P), "{not json", "train"),  # broken JSON is a plain answer too
+    ],
+)
+def test_make_sample(label, expected_id, expected_answer, expected_split):
+    s = rs.make_sample(P + "\\boxed{5}" + END, P, label)
+    assert (s.prompt_id, s.answer, s.split, s.response, s.fallback) == (
+        expected_id, expected_answer, expected_split, "\\boxed{5}" + END, False)  # fmt: skip
+
+
+def test_prompt_hash_is_short_stable_and_strips():
+    h = rs.prompt_hash(P)
+    assert re.fullmatch(r"sha1:[0-9a-f]{16}", h)
+    assert rs.prompt_hash("  " + P + "\n") == h != rs.prompt_hash(chat("What is 2+4?"))
+    assert rs.prompt_hash("\ud800").startswith("sha1:")  # a lone surrogate (valid JSON) does not crash
+
+
+def _payload(**fields) -> bytes:
+    base = {"query": [P + "\\boxed{5}" + END], "prompts": [P], "labels": [encode_label("a", "5")]}
+    base.update(fields)
+    return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
+
+
+# (body, status, part of the message): what a bad request gets
+BAD_BODIES = [
+    (b'{"query": [', 400, "not valid JSON"),  # cut off
+    (b"\xff\xfe\x00{", 400, "not valid JSON"),  # not UTF-8 text
+    (b"[" * 100_000, 400, "RecursionError"),  # nested too deep for the parser
+    (b'{"query": [1' + b"0" * 5000 + b"]}", 400, "not valid JSON"),  # an integer too long to convert
+    (b"[]", 422, "expected a JSON object"),  # a list
+    (_payload(labels=...), 422, "'labels' must be a list of strings, got nothing"),  # no labels
+    (_payload(query="text"), 422, "'query' must be a list of strings, got str"),  # a string, not a list
+    (_payload(labels=[5]), 422, "'labels'[0] must be a string, got int"),  # a number as a label
+    (_payload(prompts=[{"a": 1}]), 422, "'prompts'[0] must be a string, got dict"),  # an object as a prompt
+    (_payload(labels=[encode_label("a", "5")] * 2), 422, "got 1, 1, 2"),  # lengths differ
+    (_payload(labels=['{"id": "a", "answer": "5", "split": "test"}']), 422, "labels[0]: the label's split"),
+]
+
+
+@pytest.mark.parametrize("body, status, message", BAD_BODIES)
+def test_parse_payload_rejects(body, status, message):
+    with pytest.raises(rs.PayloadError) as e:
+        rs.parse_payload(body)
+    assert e.value.status == status and message in str(e.value)
+
+
+def test_parse_payload_accepts():
+    assert rs.parse_payload(_payload(query=[], prompts=[], labels=[])) == []  # empty lists: an empty reply
+    no_prompts = rs.parse_payload(_payload(prompts=...))  # prompts left out: split at the assistant turn
+    assert [(s.prompt_id, s.response, s.fallback) for s in no_prompts] == [("a", "\\boxed{5}" + END, True)]
+
+
+def test_reply_layout():
+    graded = [Graded(CORRECT, True, "5", None, 0.01), Graded(WRONG, False, None, None, 3.0, timed_out=True),
+              Graded(BAD_FORMAT, False, None, "no_box", 0.0)]  # fmt: skip
+    assert rs.reply(graded) == {
+        "rewards": [1.0, -0.5, -1.0],
+        "scores": [1.0, 0.0, 0.0],
+        "extra_logs": {"correct": [1.0, 0.0, 0.0], "format_error": [0.0, 0.0, 1.0], "timed_out": [0.0, 1.0, 0.0]},
+    }
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "header, query_token, ok",
+    [
+        ("Bearer s3cret", None, True),  # the bearer token
+        ("bearer  s3cret ", None, True),  # scheme in any case, spaces around
+        ("Bearer s3cre", None, False),  # a prefix of it
+        ("Bearer ", None, False),  # empty
+        (_basic("limr", "s3cret"), None, True),  # http://limr:s3cret@host/ (OpenRLHF's aiohttp client sends it so)
+        (_basic("s3cret", ""), None, True),  # http://s3cret@host/
+        (_basic("limr", "wrong"), None, False),  # wrong password
+        ("Basic %%%", None, False),  # not base64
+        ("Token s3cret", None, False),  # another scheme
+        (None, "s3cret", True),  # .../get_reward?token=s3cret (scripts/train_common.sh passes it so)
+        (None, "wrong", False),  # a wrong token in the URL
+        ("Bearer wrong", "s3cret", True),  # either place will do
+        (None, None, False),  # nothing
+    ],
+)
+def test_authorized(header, query_token, ok):
+    assert rs.authorized(header, query_token, "s3cret") is ok
+    assert rs.authorized(header, query_token, None)  # no token set: everyone
+
+
+# ---- The rollout log ----------------------------------------------------------------------------------------------
+
+G = Graded(CORRECT, True, "5", None, 0.01)
+
+
+def test_log_row_matches_the_fast_path_of_lim_selection(tmp_path):
+    rows = [log_row(step_of(i, 2), f"p{i}", G, 10 + i) for i in range(5)]
+    log = RolloutLog(tmp_path / "r.jsonl")
+    for row in rows:
+        log.write(row)
+    log.close()
+    data = (tmp_path / "r.jsonl").read_bytes()
+    assert data.startswith(b'{"step": 1, "id": "p0", "reward": 1.0, "correct": true, "response_length": 10, ')
+    assert len(lim.LOG_KEY.findall(b"}\n" + data)) == 5  # every line is taken by lim_selection's fast path
+    assert [json.loads(line)["step"] for line in data.splitlines()] == [1, 1, 2, 2, 3]
+    eval_row = log_row(0, "e", G, 3, "eval", "\\boxed{5}")
+    assert list(eval_row)[:6] == ["step", "id", "reward", "correct", "response_length", "split"]
+    assert list(eval_row)[-1] == "response" and eval_row["split"] == "eval"
+
+
+def _write_lines(path: Path, n: int, samples_per_step: int, tail: bytes = b"") -> None:
+    rows = [json.dumps(log_row(step_of(i, samples_per_step), f"p{i}", G, 1)) + "\n" for i in range(n)]
+    path.write_bytes("".join(rows).encode() + tail)
+
+
+def test_resume_counts_lines_and_checks_the_step_size(tmp_path):
+    path = tmp_path / "r.jsonl"
+    _write_lines(path, 7, 3)
+    log = RolloutLog(path)
+    assert (log.lines, log.last_row["step"]) == (7, 3)
+    check_resume(log, 3)  # the same samples per step: fine
+    with pytest.raises(DataError, match="another --samples_per_step"):
+        check_resume(log, 4)
+    log.write(log_row(step_of(log.lines, 3), "p7", G, 1))
+    log.close()
+    assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [1, 1, 1, 2, 2, 2, 3, 3]
+
+
+@pytest.mark.parametrize(
+    "tail, kept_lines, moved",
+    [
+        (b'{"step": 3, "id": "p', 6, True),  # torn mid-line: moved to .torn, with a warning
+        (b'{"step": 2, "id": "x", "reward": 1.0}', 7, False),  # a whole record that lost its newline: completed
+        (b"  ", 6, False),  # stray spaces: dropped
+    ],
+)
+def test_torn_last_line_is_repaired_on_open(tmp_path, tail, kept_lines, moved):
+    path = tmp_path / "r.jsonl"
+    _write_lines(path, 6, 3, tail)
+    warnings = []
+    log = RolloutLog(path, warn=warnings.append)
+    log.write(log_row(3, "next", G, 1))
+    log.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == kept_lines + 1 and all(json.loads(x) for x in lines)  # every line whole
+    assert json.loads(lines[-1])["id"] == "next"
+    torn = tmp_path / "r.jsonl.torn"
+    assert torn.exists() == moved == bool(warnings)
+    if moved:
+        assert torn.read_bytes() == tail + b"\n" and "torn last line" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('[{"id": "a", "prompt": "p"}]\n', "not a rollout-log record"),  # a prompt file
+        ('[{"id": "a", "prompt": "p"}]', "not a rollout-log line"),  # ... without its last newline: not "torn"
+        ('{"step": 1, "id": "a", "reward": 1.0}\nsome notes', "not a rollout-log line"),  # a log someone wrote in
+    ],
+)
+def test_refuses_to_append_to_a_file_that_is_not_a_log(tmp_path, content, message):
+    path = tmp_path / "prompts.json"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        RolloutLog(path)
+    assert path.read_text() == content  # untouched
+
+
+def test_one_writer_per_log(tmp_path):
+    first = RolloutLog(tmp_path / "r.jsonl")
+    with pytest.raises(DataError, match="another process is writing this log"):
+        RolloutLog(tmp_path / "r.jsonl")
+    first.close()
+    RolloutLog(tmp_path / "r.jsonl").close()  # free again once the first writer closed
+
+
+def test_a_failed_write_leaves_only_whole_lines(tmp_path):
+    # the file-size limit makes the kernel accept part of a write and then fail it, as a full disk does
+    path = tmp_path / "r.jsonl"
+    _write_lines(path, 2, 1)
+    script = f"""
+import resource, signal, sys
+from limr.pool import Graded
+from limr.rollout_log import RolloutLog, log_row
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+log = RolloutLog({str(path)!r})
+resource.setrlimit(resource.RLIMIT_FSIZE, (log.size + 150, log.size + 150))
+g = Graded(1.0, True, "5", None, 0.0)
+try:
+    log.write(log_row(3, "big", g, 500, response="x" * 500))
+except OSError as e:
+    print("failed", e.errno, log.lines)
+log.write(log_row(3, "small", g, 1))
+print("written", log.lines)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["failed", "27", "2", "written", "3"]  # EFBIG; the count did not move
+    assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["p0", "p1", "small"]
+
+
+# ---- The server as a process ----------------------------------------------------------------------------------------
+
+
+class ServerProcess:
+    """train/reward_server.py on 127.0.0.1 (a free port), its output collected; always stopped on exit."""
+
+    def __init__(self, log: Path, *args: str, samples_per_step: int = 4, preexec_fn=None):
+        cmd = [sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", "0", "--rollout_log", str(log),
+               "--samples_per_step", str(samples_per_step), "--workers", "2", *args]  # fmt: skip
+        self.log = log
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=preexec_fn)  # fmt: skip
+        self.stdout, self.stderr, self._lines = [], [], queue.Queue()
+        for stream, sink in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
+            threading.Thread(target=self._collect, args=(stream, sink), daemon=True).start()
+        self.port = None
+        try:
+            self.port = int(self._wait_for(r"http://127\.0\.0\.1:(\d+)/get_reward", 60).group(1))
+            self.url = f"http://127.0.0.1:{self.port}"
+            self._wait_healthy(60)
+        except BaseException:
+            self.stop(signal.SIGKILL)
+            raise
+
+    def _collect(self, stream, sink: list) -> None:
+        for line in stream:
+            sink.append(line)
+            self._lines.put(line)
+
+    def _wait_for(self, pattern: str, timeout: float):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                m = re.search(pattern, self._lines.get(timeout=0.5))
+            except queue.Empty:
+                m = None
+                if self.proc.poll() is not None:
+                    break
+            if m:
+                return m
+        raise AssertionError(f"server did not print {pattern!r}; stderr: {''.join(self.stderr)[-2000:]}")
+
+    def _wait_healthy(self, timeout: float) -> None:
+        for _ in range(int(timeout / 0.1)):
+            try:
+                if request(self.port, "GET", "/health")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("server never became healthy")
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    """(status, decoded JSON reply) over a fresh connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, (json.loads(data) if data else None)
+    finally:
+        conn.close()
+
+
+def read_log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# ---- OpenRLHF's own client ------------------------------------------------------------------------------------------
+
+
+def chat_tokenizer():
+    """A byte-level tokenizer built here (no download): decode(encode(text)) == text, and Qwen's special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    core = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token=END, clean_up_tokenization_spaces=False)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", END, "<|endoftext|>"]})
+    return tok
+
+
+class ScriptedEngine:
+    """Stands in for the vLLM engine (the one part that needs a GPU): it answers every prompt with `response`."""
+
+    def __init__(self, tokenizer, response: str, truncated: bool = False):
+        self.ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+        self.response, self.finish = response, "length" if truncated else "stop"
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        out = SimpleNamespace(token_ids=self.ids, text=self.response, finish_reason=self.finish, logprobs=None)
+        return SimpleNamespace(outputs=[out])
+
+
+def run_executor(executor, cases: list[tuple], tokenizer, max_length: int = 4096) -> list[dict]:
+    """OpenRLHF's SingleTurnAgentExecutor.execute for each (prompt, label, response, truncated, ...), in order."""
+
+    async def go():
+        outputs = []
+        for prompt, label, response, truncated, *_ in cases:
+            params = SimpleNamespace(max_tokens=256, logprobs=None)
+            engine = ScriptedEngine(tokenizer, response, truncated)
+            outputs.append(await executor.execute(prompt, label, params, max_length, tokenizer, engine))
+        return outputs
+
+    return asyncio.run(go())
+
+
+def openrlhf_client(url_or_file):
+    """OpenRLHF 0.11.2's own reward client, as each vLLM engine builds it from --reward.remote_url."""
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+    return SingleTurnAgentExecutor(url_or_file)
+
+
+def test_openrlhf_client_end_to_end(tmp_path):
+    """OpenRLHF's client (token passed in the URL, as it must be) -> server -> rewards, training and eval logs."""
+    tok = chat_tokenizer()
+    long_q = "Compute the sum of the series. " * 20 + "What is 2+3?"
+    cases = [
+        (chat("What is 2+3?"), encode_label("m1", "5"), "Add: $\\boxed{5}$." + END, False),  # correct
+        (chat("What is 2+3?"), encode_label("m1", "5"), "Add: $\\boxed{6}$." + END, False),  # wrong
+        (chat("What is 1/2?"), encode_label("m2", "\\frac{1}{2}"), "So $\\boxed{0.5}$" + END, False),  # math-verify
+        (chat("What is 2+3?"), encode_label("m1", "5"), "Add: $\\boxed{5}$.", True),  # cut off: format error
+        (chat("AIME?"), encode_label("aime-1", "204", "eval"), "\\boxed{204}" + END, False),  # evaluation row
+        (chat("Plain?"), "7", "\\boxed{7}" + END, False),  # a plain-answer label
+        (chat(long_q), encode_label("m3", "5"), "\\boxed{5}" + END, False),  # prompt cut by max_length: fallback
+    ]
+    expected = [CORRECT, WRONG, CORRECT, BAD_FORMAT, CORRECT, CORRECT, CORRECT]
+    log = tmp_path / "run" / "rollouts.jsonl"
+    with ServerProcess(log, "--token", "s3cret", "--store_responses", samples_per_step=2) as server:
+        url = f"http://limr:s3cret@127.0.0.1:{server.port}/get_reward"
+        client = openrlhf_client(url)
+        outputs = run_executor(client, cases[:-1], tok) + run_executor(client, cases[-1:], tok, len(long_q) + 300)
+        status, stats = request(server.port, "GET", "/stats", headers={"Authorization": "Bearer s3cret"})
+        assert server.stop() == 0
+    assert [o["reward"] for o in outputs] == [[r] for r in expected]  # OpenRLHF keeps the reply's list
+    assert [o["scores"] for o in outputs] == [[float(r == CORRECT)] for r in expected]
+    assert outputs[3]["extra_logs"] == {"correct": [0.0], "format_error": [1.0], "timed_out": [0.0]}
+    assert status == 200 and (stats["requests"], stats["train_samples"], stats["eval_samples"]) == (7, 6, 1)
+    assert stats["prompt_fallbacks"] == 1 and stats["step"] == 4
+    train = read_log(log)
+    assert [(r["step"], r["id"], r["reward"]) for r in train] == [
+        (1, "m1", CORRECT), (1, "m1", WRONG), (2, "m2", CORRECT), (2, "m1", BAD_FORMAT),
+        (3, rs.prompt_hash(chat("Plain?")), CORRECT), (3, "m3", CORRECT)]  # fmt: skip
+    first = "Add: $\\boxed{5}$." + END
+    assert train[0] == {"step": 1, "id": "m1", "reward": 1.0, "correct": True, "response_length": len(first),
+                        "extracted": "5", "format_error": None, "timed_out": False, "response": first}  # fmt: skip
+    assert train[3]["format_error"] == "truncated" and train[-1]["response"] == "\\boxed{5}" + END
+    assert read_log(log.with_name("rollouts.eval.jsonl")) == [
+        {"step": 2, "id": "aime-1", "reward": 1.0, "correct": True, "response_length": 11 + len(END), "split": "eval",
+         "extracted": "204", "format_error": None, "timed_out": False, "response": "\\boxed{204}" + END}]  # fmt: skip
+
+
+def test_openrlhf_rotates_several_urls_so_use_one(tmp_path):
+    """Why the docs say one URL: given two, OpenRLHF 0.11.2 sends each sample to one server in turn (no empty-list
+    requests), so each server would number only half of every step."""
+    tok = chat_tokenizer()
+    case = (chat("What is 2+3?"), encode_label("m1", "5"), "\\boxed{5}" + END, False)
+    with ServerProcess(tmp_path / "a.jsonl") as a, ServerProcess(tmp_path / "b.jsonl") as b:
+        outputs = run_executor(openrlhf_client([a.url + "/get_reward", b.url + "/get_reward"]), [case] * 4, tok)
+        counts = [request(s.port, "GET", "/stats")[1]["requests"] for s in (a, b)]
+    assert [o["reward"] for o in outputs] == [[CORRECT]] * 4
+    assert counts == [2, 2] and len(read_log(tmp_path / "a.jsonl")) == len(read_log(tmp_path / "b.jsonl")) == 2
+
+
+# ---- Bad input, auth, limits ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("token_server") / "rollouts.jsonl"
+    with ServerProcess(log, "--token", "s3cret", "--max_request_bytes", "200000") as server:
+        yield server
+
+
+AUTH = {"Authorization": "Bearer s3cret"}
+
+
+def _chunked(port: int, n_chunks: int, chunk: bytes) -> int:
+    """POST a body sent in chunks, with no Content-Length: the limit must hold while streaming too."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", "/get_reward", body=iter([chunk] * n_chunks), headers=AUTH, encode_chunked=True)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_bad_requests_get_4xx_and_the_server_goes_on(token_server):
+    port = token_server.port
+    before = request(port, "GET", "/stats", headers=AUTH)[1]
+    for body, status, message in BAD_BODIES:
+        got = request(port, "POST", "/get_reward", body, AUTH)
+        assert got[0] == status and message in got[1]["error"], (body[:40], got)
+    assert request(port, "POST", "/get_reward", _payload(), {})[0] == 401  # no token
+    assert request(port, "POST", "/get_reward", _payload(), {"Authorization": "Bearer nope"})[0] == 401
+    assert request(port, "POST", "/get_reward?token=s3cret", _payload())[0] == 200  # the token in the URL
+    assert request(port, "GET", "/stats")[0] == 401
+    too_big = _payload(query=["x" * 300_000])
+    assert request(port, "POST", "/get_reward", too_big, AUTH)[0] == 413  # declared too big
+    assert _chunked(port, 21, b"x" * 10_000) == 413  # streamed too big
+    assert request(port, "GET", "/get_reward")[0] == 405
+    after = request(port, "GET", "/stats", headers=AUTH)[1]
+    assert after["rejected"] - before["rejected"] == len(BAD_BODIES) + 4  # 2 wrong tokens, 2 too big (not /stats)
+    # it still serves, and none of that reached the log
+    assert request(port, "GET", "/health")[1]["status"] == "ok"
+    status, reply = request(port, "POST", "/get_reward", _payload(), AUTH)
+    assert (status, reply["rewards"]) == (200, [CORRECT])
+    assert request(port, "POST", "/get_reward", _payload(query=[], prompts=[], labels=[]), AUTH)[1]["rewards"] == []
+    assert [r["id"] for r in read_log(token_server.log)] == ["a", "a"]
+
+
+def test_refuses_a_log_written_with_another_step_size(tmp_path):
+    log = tmp_path / "rollouts.jsonl"
+    _write_lines(log, 5, 2)
+    cmd = [sys.executable, str(SERVER), "--port", "0", "--rollout_log", str(log), "--samples_per_step", "4"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "--samples_per_step" in out.stderr
+    assert len(log.read_text().splitlines()) == 5
+
+
+def test_a_response_over_the_hard_limit_gets_wrong_and_is_counted(tmp_path):
+    log = tmp_path / "rollouts.jsonl"
+    with ServerProcess(log, "--hard_limit", "0.5") as server:
+        stuck = _payload(query=[P + "\\boxed{10^{10^{10^{10}}}}" + END])  # ~1.5 s of sympy
+        assert request(server.port, "POST", "/get_reward", stuck)[1]["rewards"] == [WRONG]
+        assert request(server.port, "POST", "/get_reward", _payload())[1]["rewards"] == [CORRECT]  # a new worker
+        assert request(server.port, "GET", "/stats")[1]["timeouts"] == 1
+    assert [(r["reward"], r["timed_out"]) for r in read_log(log)] == [(WRONG, True), (CORRECT, False)]
+
+
+def test_a_log_write_that_fails_gets_500_and_keeps_the_log_whole(tmp_path):
+    import resource
+
+    def limit_file_size():  # in the server process: files stop growing at 4 KB, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    log = tmp_path / "rollouts.jsonl"
+    with ServerProcess(log, "--store_responses", preexec_fn=limit_file_size) as server:
+        big = _payload(query=[P + "x" * 5000 + "\\boxed{5}" + END])
+        status, reply = request(server.port, "POST", "/get_reward", big)
+        assert status == 500 and "could not write the rollout log" in reply["error"]
+        assert request(server.port, "POST", "/get_reward", _payload())[0] == 200
+    assert [r["response"] for r in read_log(log)] == ["\\boxed{5}" + END]
+
+
+# ---- Load, crash, shutdown ------------------------------------------------------------------------------------------
+
+
+def _sample(prompt_idx: int, correct: bool, split: str = "train") -> tuple[dict, float]:
+    """One OpenRLHF-shaped request for prompt p{prompt_idx} (gold answer = its index) and the reward it should get."""
+    prompt = chat(f"What is {prompt_idx} + 0?")
+    boxed = prompt_idx if correct else prompt_idx + 1
+    body = {"query": [prompt + f"Adding zero changes nothing, so $\\boxed{{{boxed}}}$." + END], "prompts": [prompt],
+            "labels": [encode_label(f"p{prompt_idx}", str(prompt_idx), split)]}  # fmt: skip
+    return body, (CORRECT if correct else WRONG)
+
+
+async def _send_all(url: str, bodies: list[tuple[dict, float]], session) -> list:
+    """Send every body with CLIENTS concurrent clients; returns (status, rewards, expected reward) per body."""
+    todo, results = iter(enumerate(bodies)), [None] * len(bodies)
+
+    async def client():
+        for i, (body, expected) in todo:
+            async with session.post(url, json=body) as resp:
+                results[i] = (resp.status, (await resp.json())["rewards"], expected)
+
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    return results
+
+
+def correct_at(p: int, step: int, j: int) -> bool:
+    """Which samples the test makes correct: a per-prompt accuracy that drifts with the step."""
+    return j < (p + step) % 11
+
+
+def test_load_64_clients_steps_and_lim_selection_round_trip(tmp_path):
+    """OpenRLHF's synchronous PPO: each step's samples all at once (64 clients), then 5% evaluation requests."""
+    import aiohttp
+
+    prompts, per_prompt = 100, 10
+    sps = prompts * per_prompt
+    steps = max(2, LOAD_REQUESTS // sps)
+    log = tmp_path / "rollouts.jsonl"
+    sent = {}  # (prompt, step) -> correct samples
+
+    async def drive(url):
+        results = []
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CLIENTS)) as session:
+            for step in range(1, steps + 1):
+                bodies = [_sample(p, correct_at(p, step, j)) for p in range(prompts) for j in range(per_prompt)]
+                results += await _send_all(url, bodies, session)
+                evals = [_sample(p, p % 2 == 0, "eval") for p in range(sps // 20)]
+                results += await _send_all(url, evals, session)
+        return results
+
+    with ServerProcess(log, samples_per_step=sps) as server:
+        results = asyncio.run(drive(server.url + "/get_reward"))
+        stats = request(server.port, "GET", "/stats")[1]
+    assert len(results) == steps * sps * 21 // 20 >= min(LOAD_REQUESTS, 20_000)
+    assert all(status == 200 and rewards == [expected] for status, rewards, expected in results)  # all answered
+    assert (stats["requests"], stats["train_samples"], stats["step"]) == (len(results), steps * sps, steps + 1)
+    rows = read_log(log)
+    assert len(rows) == steps * sps  # one line per training request
+    assert all(r["step"] == i // sps + 1 for i, r in enumerate(rows))  # steps numbered in order
+    eval_rows = read_log(tmp_path / "rollouts.eval.jsonl")
+    assert len(eval_rows) == steps * sps // 20 and {r["step"] for r in eval_rows} == set(range(1, steps + 1))
+    for step in range(1, steps + 1):
+        for p in range(prompts):
+            sent[(p, step)] = sum(correct_at(p, step, j) for j in range(per_prompt))
+
+    # lim_selection reads what the server wrote: the per-prompt per-epoch accuracy is what was sent
+    prompt_file = tmp_path / "prompts.json"
+    prompt_file.write_text(json.dumps([{"id": f"p{p}", "prompt": f"q{p}", "answer": str(p)} for p in range(prompts)]))
+    tally = lim.scan_rollout_log(log, {f"p{p}" for p in range(prompts)}, 2, steps // 2)
+    accuracy = lim.epoch_accuracy(tally, steps // 2)
+    for p in range(prompts):
+        expected = [(sent[(p, 2 * e + 1)] + sent[(p, 2 * e + 2)]) / (2 * per_prompt) for e in range(steps // 2)]
+        assert accuracy[f"p{p}"] == pytest.approx(expected)
+    out = tmp_path / "lim" / "limr.json"
+    argv = ["--train_samples_path", log, "--original_prompts_path", prompt_file, "--output_path", out,
+            "--steps_per_epoch", 2, "--max_epochs", steps // 2, "--no_plots"]  # fmt: skip
+    assert lim.main([str(a) for a in argv]) == 0
+    report = json.loads(out.with_name("limr.report.json").read_text())
+    assert (report["samples"], report["eval_rows_skipped"], report["torn_last_line"]) == (steps * sps, 0, None)
+
+
+async def _load_until(url: str, answered_min: int, action, limit_s: float = 120) -> tuple[int, int]:
+    """Keep CLIENTS clients sending until `answered_min` are answered, call `action()`, then wait for the clients
+    to stop on their own (their server is going away). Returns (answered with 200, other outcomes)."""
+    import aiohttp
+
+    answered, failed, done = 0, 0, asyncio.Event()
+    deadline = time.monotonic() + limit_s
+
+    async def client(session, c):
+        nonlocal answered, failed
+        i = 0
+        while time.monotonic() < deadline:
+            body, _ = _sample((c * 7 + i) % 50, i % 3 == 0)
+            i += 1
+            try:
+                async with session.post(url, json=body) as resp:
+                    if resp.status != 200:
+                        failed += 1
+                        return
+                    await resp.json()
+                    answered += 1
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                failed += 1
+                return
+            if answered >= answered_min and not done.is_set():
+                done.set()
+                action()
+
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CLIENTS), timeout=timeout) as session:
+        await asyncio.gather(*(client(session, c) for c in range(CLIENTS)))
+    assert done.is_set(), "the load never reached its target"
+    return answered, failed
+
+
+def test_kill_9_under_load_then_restart_resumes(tmp_path):
+    sps = 100
+    log = tmp_path / "rollouts.jsonl"
+    with ServerProcess(log, samples_per_step=sps) as server:
+        answered, _ = asyncio.run(_load_until(server.url + "/get_reward", 2000, server.proc.kill))
+        assert server.stop() == -signal.SIGKILL
+    data = log.read_bytes()
+    lines = data.splitlines()
+    # every line the server wrote is whole and readable; every answered request is in it (logged before the
+    # reply), plus at most the requests in flight at the kill
+    assert data.endswith(b"\n")
+    assert all(json.loads(line)["step"] == i // sps + 1 for i, line in enumerate(lines))
+    assert answered <= len(lines) <= answered + CLIENTS
+
+    # kill -9 cannot cut one write() of a line short, but a power loss or a full disk can: make a torn line
+    with open(log, "ab") as f:
+        f.write(b'{"step": 99, "id": "p1", "rew')
+    tally = lim.scan_rollout_log(log, None, 1, 1)  # lim_selection skips it with a warning
+    assert tally["torn_last_line"] == len(lines) + 1 and tally["samples"] == len(lines)
+
+    with ServerProcess(log, samples_per_step=sps) as server:
+        assert any("torn last line" in line for line in server.stderr)
+        assert request(server.port, "GET", "/health")[1]["step"] == len(lines) // sps + 1
+        assert request(server.port, "GET", "/stats")[1]["resumed_lines"] == len(lines)
+        for i in range(150):
+            assert request(server.port, "POST", "/get_reward", json.dumps(_sample(i % 50, True)[0]).encode())[0] == 200
+    rows = read_log(log)  # all whole again, numbering continued across the crash
+    assert len(rows) == len(lines) + 150
+    assert all(r["step"] == i // sps + 1 for i, r in enumerate(rows))
+    assert (tmp_path / "rollouts.jsonl.torn").read_bytes() == b'{"step": 99, "id": "p1", "rew\n'
+
+
+def test_sigterm_under_load_answers_in_flight_requests_and_flushes(tmp_path):
+    log = tmp_path / "rollouts.jsonl"
+    with ServerProcess(log, samples_per_step=100) as server:
+        answered, _ = asyncio.run(_load_until(server.url + "/get_reward", 1000, server.proc.terminate))
+        assert server.stop() == 0
+    assert any("stopped after" in line for line in server.stdout)
+    rows = read_log(log)
+    assert log.read_bytes().endswith(b"\n")
+    assert len(rows) == answered  # in-flight requests were finished and answered, none was dropped
+    assert all(r["step"] == i // 100 + 1 for i, r in enumerate(rows))
+
+
+def test_help_and_bad_flags():
+    out = subprocess.run([sys.executable, str(SERVER), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "--samples_per_step" in out.stdout and "python train/reward_server.py" in out.stdout
+    bad = [sys.executable, str(SERVER), "--rollout_log", "x.jsonl", "--samples_per_step", "0"]
+    out = subprocess.run(bad, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--samples_per_step" in out.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Steps with a partial last batch per pass (--samples_per_epoch)
+
+
+@pytest.mark.parametrize(
+    "index, expected",
+    [
+        (0, 1),  # the first sample
+        (8 * 8192 - 1, 8),  # the last sample of the 8 full steps of pass 1
+        (8 * 8192, 9),  # the 331 prompts x 8 left over make step 9
+        (68184 - 1, 9),  # the last sample of pass 1
+        (68184, 10),  # pass 2 starts a new step, not a continuation of step 9
+        (21 * 68184 - 1, 189),  # 21 passes: 189 steps, OpenRLHF's global_step count
+    ],
+)
+def test_steps_restart_at_each_pass(index, expected):
+    assert step_of(index, 8192, 68184) == expected
+    assert step_of(index, 8192) == index // 8192 + 1  # without epochs: plain division
+
+
+def test_resume_checks_samples_per_epoch(tmp_path):
+    # a log numbered with passes must be resumed with the same pass size
+    path = tmp_path / "rollouts.jsonl"
+    rows = [json.dumps(log_row(step_of(i, 4, 10), f"p{i}", G, 1)) + "\n" for i in range(12)]
+    path.write_text("".join(rows))  # passes of 10 in steps of 4: 4 + 4 + 2, then 4: line 12 is step 4
+    log = RolloutLog(path)
+    try:
+        check_resume(log, 4, 10)  # the same numbering: fine
+        with pytest.raises(DataError, match="samples_per_epoch"):
+            check_resume(log, 4)  # without passes line 12 would be step 3
+    finally:
+        log.close()
+
+
+def test_server_numbers_steps_per_pass(tmp_path):
+    # passes of 6 samples in steps of 4: each pass is a step of 4 and a partial step of 2, as OpenRLHF 0.11 runs it
+    log = tmp_path / "rollouts.jsonl"
+    P = chat("What is 2+3?")
+    body = json.dumps({"query": [P + "\\boxed{5}" + END], "prompts": [P], "labels": [encode_label("a", "5")]})
+    with ServerProcess(log, "--samples_per_epoch", "6", samples_per_step=4) as server:
+        for _ in range(14):
+            assert request(server.port, "POST", "/get_reward", body.encode())[0] == 200
+        assert request(server.port, "GET", "/health")[1]["step"] == 5  # the 15th sample still belongs to step 5
+    assert [row["step"] for row in read_log(log)] == [1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5]

@@ -1,0 +1,641 @@
+"""The training scripts: their dry runs parsed by the installed OpenRLHF 0.11.2's own parser, the paper's values,
+the presets, the multi-node roles, their errors, and one whole launch with stand-ins for the GPU-only programs.
+
+OpenRLHF builds its parser under `if __name__ == "__main__"` in openrlhf/cli/train_ppo_ray.py, next to imports of
+ray and vllm that need a GPU stack. `openrlhf_args` runs that block itself (its add_argument calls, parse_args,
+hierarchize and every check after it) with `train()` swapped for a function that keeps the parsed arguments, so an
+unknown flag or a bad value fails here as it would on the cluster.
+"""
+
+import argparse
+import ast
+import contextlib
+import datetime
+import io
+import json
+import math
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import openrlhf
+import pytest
+
+from limr.dataset import write_prompt_files
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+RUNS = {  # script -> (run folder, the env var of its prompt file, rows of the paper's file)
+    "train_math.8k.sh": ("math8k", "MATH8K_PROMPTS", 8523),
+    "train_limr.sh": ("limr", "LIMR_PROMPTS", 1389),
+    "train_rand.sh": ("rand", "RAND_PROMPTS", 1389),
+    "train_linear.sh": ("linear", "LINEAR_PROMPTS", 1160),  # the paper's LINEAR has 1,138-1,189
+}
+PRESETS = ("paper", "node", "single")
+TRAIN_CMD = "+ python3 -m openrlhf.cli.train_ppo_ray"
+
+
+# ---- Running OpenRLHF's own parser ------------------------------------------------------------------------------
+
+
+def compile_openrlhf_main():
+    """The `if __name__ == "__main__":` block of the installed train_ppo_ray.py, compiled."""
+    path = Path(openrlhf.__file__).parent / "cli" / "train_ppo_ray.py"
+    tree = ast.parse(path.read_text())
+    main = [n for n in tree.body if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test)]
+    assert len(main) == 1, f"{path}: expected one __main__ block"
+    return compile(ast.Module(body=main[0].body, type_ignores=[]), str(path), "exec")
+
+
+@pytest.fixture(scope="session")
+def openrlhf_main():
+    return compile_openrlhf_main()
+
+
+def openrlhf_args(code, argv: list[str]) -> SimpleNamespace:
+    """Parse argv exactly as `python3 -m openrlhf.cli.train_ppo_ray` does; a parser error raises ValueError."""
+    seen = []
+    namespace = {"argparse": argparse, "datetime": datetime.datetime, "os": os, "train": seen.append}
+    old_argv, err = sys.argv, io.StringIO()
+    sys.argv = ["train_ppo_ray.py", *argv]
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            exec(code, namespace)
+    except SystemExit as e:
+        raise ValueError(f"OpenRLHF 0.11.2 rejects the command line: {err.getvalue().strip()}") from e
+    finally:
+        sys.argv = old_argv
+    assert len(seen) == 1, "the __main__ block did not reach train(args)"
+    return seen[0]
+
+
+def get(args: SimpleNamespace, dotted: str):
+    for part in dotted.split("."):
+        args = getattr(args, part)
+    return args
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--actor_learning_rate", "5e-7"], "unrecognized arguments"),  # the paper fork's flat flag is gone in 0.11
+        (["--algo.advantage.estimator", "ppo"], "invalid choice"),  # a value outside the choices
+        (["--rollout.batch_size", "1k"], "invalid int value"),  # a value of the wrong type
+    ],
+)
+def test_the_parser_harness_rejects_what_openrlhf_rejects(openrlhf_main, argv, message):
+    base = ["--actor.model_name_or_path", "m", "--reward.remote_url", "http://h/get_reward", "--vllm.num_engines", "1"]
+    assert openrlhf_args(openrlhf_main, base).actor.model_name_or_path == "m"
+    with pytest.raises(ValueError, match=message):
+        openrlhf_args(openrlhf_main, base + argv)
+
+
+# ---- Running the scripts ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory) -> Path:
+    """Prompt files the size of the paper's, in the OpenRLHF format limr.dataset writes (the LIM outputs under out/lim)."""
+    root = tmp_path_factory.mktemp("data")
+
+    def rows(n):
+        return [
+            {"id": f"q{i}", "prompt": f"What is {i} + 1?", "answer": str(i + 1), "source": "math"} for i in range(n)
+        ]
+
+    write_prompt_files(root / "math8k.json", rows(8523))
+    write_prompt_files(root / "validation.json", rows(256), split="eval")
+    for name in ("limr", "rand", "linear"):
+        (root / "out" / "lim").mkdir(parents=True, exist_ok=True)
+        write_prompt_files(root / "out" / "lim" / f"{name}.json", rows(RUNS[f"train_{name}.sh"][2]))
+    return root
+
+
+def stub_bin(path: Path, stubs: dict[str, str]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for name, body in stubs.items():
+        (path / name).write_text(body)
+        (path / name).chmod(0o755)
+    return path
+
+
+RECORDER = '#!/bin/bash\necho "$(basename "$0") $*" >>"$STUB_LOG"\n'
+
+
+def nvidia_smi(gpus: int) -> str:
+    return (
+        f'#!/bin/bash\nfor ((i = 0; i < {gpus}; i++)); do echo "GPU $i: NVIDIA H100 80GB HBM3 (UUID: GPU-$i)"; done\n'
+    )
+
+
+def script_env(data: Path, tmp_path: Path, path: str, **env) -> dict:
+    out = {
+        "PATH": path,
+        "HOME": str(tmp_path),
+        "STUB_LOG": str(tmp_path / "stub.log"),
+        "OUT": str(data / "out"),
+        "MATH8K_PROMPTS": str(data / "math8k.jsonl"),
+        "VALIDATION": str(data / "validation.jsonl"),
+    }
+    out.update({k: str(v) for k, v in env.items()})
+    return out
+
+
+def run_script(script: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPTS / script)], env=env, capture_output=True, text=True, timeout=60)
+
+
+def dry_run(data: Path, tmp_path: Path, script: str = "train_math.8k.sh", **env) -> subprocess.CompletedProcess:
+    """DRY_RUN=1 with recorders in front of ray, python3 and nvidia-smi: a dry run must call none of them."""
+    stubs = stub_bin(tmp_path / "bin", {"ray": RECORDER, "python3": RECORDER, "nvidia-smi": RECORDER})
+    env = script_env(data, tmp_path, f"{stubs}:{os.environ['PATH']}", DRY_RUN=1, **env)
+    return run_script(script, env)
+
+
+def command(stdout: str, first: str) -> list[str]:
+    """The words of the printed command whose first line starts with `first` (continued by trailing backslashes)."""
+    lines = stdout.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(first)]
+    assert len(starts) == 1, f"expected one command starting {first!r}:\n{stdout}"
+    text, i = lines[starts[0]], starts[0]
+    while text.endswith(" \\"):
+        i += 1
+        text = text[:-2] + " " + lines[i]
+    return shlex.split(text)[1:]
+
+
+def train_argv(stdout: str) -> list[str]:
+    return command(stdout, TRAIN_CMD)[3:]
+
+
+@pytest.fixture
+def dry(data, tmp_path, openrlhf_main):
+    """Dry-run a script and parse its training command with OpenRLHF: (the parsed args, stdout)."""
+
+    def go(script="train_math.8k.sh", **env):
+        r = dry_run(data, tmp_path, script, **env)
+        assert r.returncode == 0, r.stderr
+        return openrlhf_args(openrlhf_main, train_argv(r.stdout)), r.stdout
+
+    return go
+
+
+# ---- The paper's values ------------------------------------------------------------------------------------------
+
+# Each OpenRLHF 0.11.2 setting the paper fixes (../shared/DESIGN.md table; the release's scripts/train_math.8k.sh).
+PAPER = [
+    ("actor.model_name_or_path", "Qwen/Qwen2.5-Math-7B"),  # policy starts from the base model
+    ("critic.model_name_or_path", "Qwen/Qwen2.5-Math-7B"),  # so does the critic
+    ("algo.advantage.estimator", "gae"),  # PPO with GAE
+    ("algo.advantage.lambd", 0.95),  # GAE λ
+    ("algo.advantage.gamma", 1.0),  # GAE γ
+    ("algo.kl.init_coef", 0.01),  # KL coefficient
+    ("algo.kl.target", None),  # a fixed KL coefficient, not an adaptive one
+    ("actor.eps_clip", 0.2),  # PPO clip
+    ("critic.value_clip", 0.2),  # value clip
+    ("actor.adam.lr", 5e-7),  # actor learning rate
+    ("critic.adam.lr", 9e-6),  # critic learning rate
+    ("rollout.batch_size", 1024),  # prompts per step
+    ("rollout.n_samples_per_prompt", 8),  # samples per prompt
+    ("rollout.temperature", 1.2),  # rollout temperature
+    ("rollout.max_new_tokens", 3072),  # response ≤ 3,072 tokens
+    ("data.max_len", 1024 + 3072),  # prompt ≤ 1,024 tokens: 0.11 cuts prompts to max_len - max_new_tokens
+    ("train.batch_size", 256),  # train batch
+    ("train.micro_batch_size", 4),  # micro batch
+    ("train.max_epochs", 1),  # 1 PPO epoch per rollout
+    ("ds.zero_stage", 3),  # ZeRO-3
+    ("ds.param_dtype", "bf16"),  # bf16
+    ("ds.packing_samples", True),  # packing
+    ("ds.adam_offload", True),  # Adam offload
+    ("actor.gradient_checkpointing_enable", True),  # gradient checkpointing (the critic reads the same flag)
+    ("reward.normalize_enable", True),  # reward normalisation
+    ("actor.num_nodes", 1),  # layout: actor on 4 GPUs ...
+    ("actor.num_gpus_per_node", 4),
+    ("critic.num_gpus_per_node", 4),  # ... critic on 4 ...
+    ("ref.num_gpus_per_node", 4),  # ... reference on 4 ...
+    ("vllm.num_engines", 4),  # ... and 4 vLLM engines ...
+    ("vllm.tensor_parallel_size", 1),  # ... of tensor parallel size 1
+    ("train.colocate_all", False),  # nothing shared in the paper's layout
+    ("data.input_key", "context_messages"),  # the data contract: system + user messages ...
+    ("data.apply_chat_template", True),  # ... rendered with the chat template ...
+    ("data.label_key", "label"),  # ... and the label the reward server grades with
+    ("ckpt.save_hf", True),  # HF checkpoints, which eval reads ...
+    ("ckpt.save_steps", 1),  # ... after every step
+    ("eval.steps", 1),  # the validation set after every step (release --eval_steps 1)
+]
+
+
+def test_full_run_has_the_papers_values(dry, data):
+    args, _ = dry("train_math.8k.sh")
+    wrong = {key: (get(args, key), want) for key, want in PAPER if get(args, key) != want}
+    assert not wrong, f"(got, paper) per setting: {wrong}"
+    assert args.reward.remote_url == [f"http://{os.uname().nodename}:5000/get_reward"]  # the head node's server
+    assert args.data.prompt_dataset == str(data / "math8k.jsonl")
+    assert args.eval.dataset == str(data / "validation.jsonl")
+    assert args.ckpt.path == str(data / "out" / "math8k" / "ckpt")  # eval reads <ckpt.path>/global_step{N}_hf
+
+
+def warmup_steps(args, rows: int) -> int:
+    """OpenRLHF 0.11.2's LR warmup: ceil(ratio x max_steps), max_steps as ppo_trainer.prepare_datasets computes it."""
+    max_steps = (
+        rows
+        * args.rollout.n_samples_per_prompt
+        // args.train.batch_size
+        * args.train.num_episodes
+        * args.train.max_epochs
+    )
+    return math.ceil(max_steps * args.actor.lr_warmup_ratio)
+
+
+@pytest.mark.parametrize("script", RUNS)
+def test_steps_and_warmup(dry, script):
+    args, out = dry(script)
+    rows = RUNS[script][2]
+    steps_per_episode = math.ceil(rows / args.rollout.batch_size)  # 0.11 keeps each pass's partial last batch
+    steps = steps_per_episode * args.train.num_episodes
+    assert 189 <= steps < 189 + steps_per_episode  # TRAIN_STEPS, in whole episodes
+    assert warmup_steps(args, rows) == 10  # the paper's 10 warmup steps, for the actor ...
+    assert args.critic.lr_warmup_ratio == args.actor.lr_warmup_ratio  # ... and the critic
+    assert args.actor.lr_scheduler == args.critic.lr_scheduler == "constant_with_warmup"
+    assert f"{rows} prompts = {steps_per_episode} steps per episode" in out
+    if script == "train_math.8k.sh":  # LIM's history: 21 epochs, each one pass over MATH-8k
+        assert args.train.num_episodes == 21 and steps == 189 >= 21 * 8
+
+
+@pytest.mark.parametrize("warmup", [1, 3, 10, 25])
+def test_warmup_ratio_gives_exactly_the_asked_steps(dry, warmup):
+    args, _ = dry("train_math.8k.sh", LR_WARMUP_STEPS=warmup)
+    assert warmup_steps(args, 8523) == warmup
+
+
+@pytest.mark.parametrize("script", RUNS)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_script_and_preset_parses(dry, script, preset):
+    args, _ = dry(script, PRESET=preset)
+    # train() itself asserts this for colocated runs (not reached by the harness): one vLLM GPU per actor GPU
+    if args.train.colocate_all:
+        assert args.actor.num_gpus_per_node == args.vllm.num_engines * args.vllm.tensor_parallel_size
+        assert args.actor.num_gpus_per_node == args.ref.num_gpus_per_node  # actor and reference share the GPUs
+    assert args.train.seed == 42
+
+
+@pytest.mark.parametrize(
+    "preset, gpus, colocated, model",
+    [
+        ("paper", 4, False, "Qwen/Qwen2.5-Math-7B"),  # 2 nodes x 8 GPUs, a group of 4 GPUs per model
+        ("node", 8, True, "Qwen/Qwen2.5-Math-7B"),  # 1 node x 8 GPUs, every model on every GPU
+        ("single", 1, True, "Qwen/Qwen2.5-Math-1.5B"),  # 1 GPU, the 1.5B model
+    ],
+)
+def test_presets(dry, preset, gpus, colocated, model):
+    args, out = dry(PRESET=preset)
+    assert (args.actor.num_gpus_per_node, args.critic.num_gpus_per_node, args.ref.num_gpus_per_node) == (gpus,) * 3
+    assert args.vllm.num_engines == gpus and args.vllm.tensor_parallel_size == 1
+    assert args.train.colocate_all == args.vllm.enable_sleep == args.ds.enable_sleep == colocated
+    assert args.actor.model_name_or_path == args.critic.model_name_or_path == model
+    assert f"({2 if preset == 'paper' else 1} x {8 if preset != 'single' else 1} GPUs)" in out
+    assert (args.actor.adam.lr, args.rollout.batch_size) == (5e-7, 1024)  # presets change the layout only
+
+
+def test_single_preset_keeps_a_model_set_by_the_user(dry):
+    args, _ = dry(PRESET="single", MODEL="/models/qwen-math-1.5b-local")
+    assert args.actor.model_name_or_path == "/models/qwen-math-1.5b-local"
+
+
+def test_env_overrides_reach_openrlhf(dry):
+    args, _ = dry(ACTOR_LR="1e-6", TEMPERATURE="1.0", ROLLOUT_BATCH_SIZE="512", SAVE_STEPS="5", WANDB_API_KEY="k")
+    assert (args.actor.adam.lr, args.rollout.temperature, args.rollout.batch_size) == (1e-6, 1.0, 512)
+    assert args.ckpt.save_steps == 5
+    assert args.logger.wandb.key == "env"  # wandb on; the key itself stays in the environment
+
+
+def test_wandb_is_off_without_a_key_and_the_key_never_printed(data, tmp_path, dry):
+    args, _ = dry()
+    assert args.logger.wandb.key == ""  # falsy: OpenRLHF starts no wandb logger
+    r = dry_run(data, tmp_path, WANDB_API_KEY="secret-wandb-key")
+    assert "secret-wandb-key" not in r.stdout + r.stderr
+
+
+# ---- The four runs differ only in their prompts and output folder ----------------------------------------------
+
+
+def test_run_scripts_differ_only_in_prompts_and_output():
+    def body(script):
+        lines = (SCRIPTS / script).read_text().splitlines()
+        return [x for x in lines if not x.startswith(("#", "RUN=", "PROMPTS=", "PROMPTS_CMD="))]
+
+    bodies = {script: body(script) for script in RUNS}
+    assert all(b == bodies["train_math.8k.sh"] for b in bodies.values()), bodies
+    for script, (run, var, _) in RUNS.items():
+        text = (SCRIPTS / script).read_text()
+        assert f"\nRUN={run} " in text and f"PROMPTS=${{{var}:-" in text
+
+
+def flat(args, prefix="") -> dict:
+    out = {}
+    for k, v in vars(args).items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, SimpleNamespace) else {f"{prefix}{k}": v})
+    return out
+
+
+def test_training_commands_differ_only_in_prompts_output_and_episodes(dry, data):
+    full = flat(dry("train_math.8k.sh")[0])
+    for script, (run, _, _) in RUNS.items():
+        args = flat(dry(script)[0])
+        differ = {k for k in full if full[k] != args[k]}
+        if script != "train_math.8k.sh":
+            # the run's files, and the episodes (and so the warmup ratio) that give its prompt count 189 steps
+            assert differ == {
+                "data.prompt_dataset", "ckpt.path", "ckpt.output_dir", "logger.tensorboard_dir",
+                "logger.wandb.run_name", "train.num_episodes", "actor.lr_warmup_ratio", "critic.lr_warmup_ratio",
+            }  # fmt: skip
+        assert args["ckpt.path"] == str(data / "out" / run / "ckpt")
+        assert args["logger.wandb.run_name"] == run
+
+
+def test_limr_trains_on_lim_selection_output_as_is(tmp_path, data, dry):
+    """lim_selection.py --output_path X/lim/limr.json writes X/lim/limr.jsonl, train_limr.sh's default prompt file."""
+    prompts = [
+        {"id": f"q{i}", "prompt": f"What is {i} + 1?", "answer": str(i + 1), "source": "math"} for i in range(400)
+    ]
+    scores = [{"prompt": p["prompt"], "score": i / 400} for i, p in enumerate(prompts)]
+    (tmp_path / "math8k.json").write_text(json.dumps(prompts))
+    (tmp_path / "scores.json").write_text(json.dumps(scores))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "lim_selection.py", "--scores_path", tmp_path / "scores.json", "--original_prompts_path",
+           tmp_path / "math8k.json", "--output_path", out / "lim" / "limr.json", "--no_plots"]  # fmt: skip
+    r = subprocess.run([str(c) for c in cmd], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    args, out_text = dry("train_limr.sh", OUT=out)
+    assert args.data.prompt_dataset == str(out / "lim" / "limr.jsonl")
+    assert "# limr: 160 prompts = 1 steps per episode" in out_text  # the scores 0.6 .. 0.9975 pass θ = 0.6
+
+
+# ---- The reward server, Ray and the node roles --------------------------------------------------------------------
+
+
+def test_head_node_commands(data, tmp_path):
+    r = dry_run(data, tmp_path)  # PRESET=paper, NODE_RANK 0
+    assert r.returncode == 0, r.stderr
+    server = command(r.stdout, "+ python3 train/reward_server.py")[1:]
+    run_dir = data / "out" / "math8k"
+    assert server == [
+        "train/reward_server.py", "--host", "0.0.0.0", "--port", "5000",  # every node's vLLM engines call it
+        "--rollout_log", str(run_dir / "rollouts.jsonl"), "--samples_per_step", "8192",  # 1,024 prompts x 8
+        "--samples_per_epoch", "68184",  # 8,523 prompts x 8: steps restart each pass, as OpenRLHF's global_step
+        "--eval_log", str(run_dir / "rollouts.eval.jsonl"), "--grader", "default",
+        f">{run_dir}/reward_server.log", "2>&1", "&",
+    ]  # fmt: skip
+    assert command(r.stdout, "+ ray start")[1:] == [
+        "start",
+        "--head",
+        "--port=6379",
+        "--num-gpus=8",
+        "--disable-usage-stats",
+    ]
+    order = [r.stdout.index(s) for s in ("reward_server.py", "/health", "ray start", "16 GPUs", TRAIN_CMD, "ray stop")]
+    assert order == sorted(order)  # server, its health, Ray, all GPUs, training, then the EXIT trap
+    assert '+ kill "$REWARD_PID"' in r.stdout
+    assert not (tmp_path / "stub.log").exists()  # nothing was run: no ray, python3 or nvidia-smi
+
+
+def test_single_node_server_binds_loopback(dry):
+    args, out = dry(PRESET="node")
+    assert args.reward.remote_url == ["http://127.0.0.1:5000/get_reward"]
+    assert "--host 127.0.0.1" in out and "GPUs (at most" not in out  # one node: no wait for others
+
+
+@pytest.mark.parametrize("grader", ["default", "limr"])
+def test_grader_passes_through(data, tmp_path, grader):
+    r = dry_run(data, tmp_path, GRADER=grader)
+    assert command(r.stdout, "+ python3 train/reward_server.py")[-4:-3] == [grader]
+
+
+def test_reward_token_goes_to_the_server_and_the_url_query(data, tmp_path):
+    r = dry_run(data, tmp_path, REWARD_TOKEN="s3cret")
+    assert r.returncode == 0 and "s3cret" not in r.stdout + r.stderr  # masked in what is printed
+    assert "--token $REWARD_TOKEN" in r.stdout  # shown as the variable that holds it
+    assert "/get_reward\\?token=$REWARD_TOKEN" in r.stdout  # the only way to send it: no headers in 0.11.2
+
+
+@pytest.mark.parametrize("rank_var", ["NODE_RANK", "PET_NODE_RANK"])  # the release read torchrun's PET_NODE_RANK
+def test_worker_node_joins_the_head(data, tmp_path, rank_var):
+    r = dry_run(data, tmp_path, **{rank_var: 1, "MASTER_ADDR": "10.1.2.3"})
+    assert r.returncode == 0, r.stderr
+    assert command(r.stdout, "+ ray start")[1:] == [
+        "start", "--address=10.1.2.3:6379", "--num-gpus=8", "--disable-usage-stats", "--block",
+    ]  # fmt: skip
+    assert "reward_server" not in r.stdout and TRAIN_CMD not in r.stdout  # only the head serves and trains
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"NODE_RANK": 1}, "MASTER_ADDR"),  # a worker must know the head
+        ({"NODE_RANK": 2, "MASTER_ADDR": "h"}, "NODE_RANK 2 is not below the 2 node"),  # paper has 2 nodes
+        ({"NODE_RANK": 1, "PRESET": "node", "MASTER_ADDR": "h"}, "not below the 1 node"),  # node is one node
+        ({"PRESET": "cluster"}, "PRESET must be paper, node or single"),
+        ({"GRADER": "strict"}, "GRADER must be default or limr"),
+        ({"ACTOR_LR": "5e-7x"}, "ACTOR_LR must be a number"),
+        ({"TRAIN_BATCH_SIZE": "256.0"}, "TRAIN_BATCH_SIZE must be a whole number"),
+        ({"TRAIN_STEPS": "0"}, "TRAIN_STEPS must be at least 1"),
+        ({"MATH8K_PROMPTS": "/nonexistent/math8k.jsonl"}, "not found: make it with: python data/prepare.py"),
+        ({"VALIDATION": "/nonexistent/v.jsonl"}, "v.jsonl not found: make it with: python data/prepare.py"),
+    ],
+)
+def test_bad_settings_stop_with_one_error_line(data, tmp_path, env, message):
+    r = dry_run(data, tmp_path, **env)
+    assert r.returncode == 2
+    assert r.stderr.count("error:") == 1 and message in r.stderr, r.stderr
+    assert TRAIN_CMD not in r.stdout
+
+
+def test_missing_selection_names_the_command_that_makes_it(data, tmp_path):
+    r = dry_run(data, tmp_path, "train_limr.sh", OUT=tmp_path / "empty")
+    assert r.returncode == 2 and "limr.jsonl not found: make it with: python lim_selection.py" in r.stderr
+
+
+def test_a_prompt_json_instead_of_jsonl_is_refused(data, tmp_path):
+    r = dry_run(data, tmp_path, MATH8K_PROMPTS=data / "math8k.json")  # the paper's format, not OpenRLHF's
+    assert r.returncode == 2 and "is not an OpenRLHF prompt dataset" in r.stderr
+
+
+# ---- Real runs: prerequisites, and one launch with stand-ins ---------------------------------------------------
+
+TOOLS = ("bash", "dirname", "grep", "awk", "mkdir", "sleep", "cat", "basename")
+
+
+def tools_only(tmp_path: Path, stubs: dict[str, str]) -> str:
+    """A PATH holding the basic tools the scripts use and the given stubs, and nothing else."""
+    bin_dir = stub_bin(tmp_path / "bin", stubs)
+    for tool in TOOLS:
+        if not (bin_dir / tool).exists():
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize(
+    "stubs, model, message",
+    [
+        ({"ray": RECORDER}, "ok", "no NVIDIA GPU here"),  # no nvidia-smi at all
+        ({"ray": RECORDER, "nvidia-smi": nvidia_smi(4)}, "ok", "needs 8 GPU(s) per node, nvidia-smi lists 4"),
+        ({"nvidia-smi": nvidia_smi(8)}, "ok", "ray not found"),
+        ({"ray": RECORDER, "nvidia-smi": nvidia_smi(8)}, "missing", "not in the Hugging Face cache"),
+    ],
+)
+def test_real_run_stops_on_missing_prerequisites(data, tmp_path, stubs, model, message):
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "config.json").write_text("{}")
+    env = script_env(data, tmp_path, tools_only(tmp_path, stubs), PRESET="node", MODEL=tmp_path / model)
+    r = run_script("train_math.8k.sh", env)
+    assert r.returncode == 2 and r.stderr.count("error:") == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "stub.log").exists()  # nothing was started
+
+
+def test_model_found_in_the_hugging_face_cache(data, tmp_path):
+    snapshot = tmp_path / "hf" / "hub" / "models--Qwen--Qwen2.5-Math-7B" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    path = tools_only(tmp_path, {"ray": RECORDER, "nvidia-smi": nvidia_smi(8)})
+    env = script_env(data, tmp_path, path, PRESET="node", HF_HOME=tmp_path / "hf", REWARD_WAIT_S=0)
+    r = run_script("train_math.8k.sh", env)
+    assert r.returncode == 2 and "Hugging Face cache" not in r.stderr  # past the model check ...
+    assert "the reward server exited" in r.stderr  # ... to the reward server (no python3 on this PATH)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+FAKE_PYTHON = f"""#!{sys.executable}
+# python3 for the launch tests: the OpenRLHF driver (a GPU program) records its command line, sends one graded
+# sample to the reward server it was given, as OpenRLHF's client does, and exits with TRAIN_RC. Every other
+# python3 call (the real reward server, the health check) runs the real interpreter.
+import json, os, sys, urllib.request
+argv = sys.argv[1:]
+with open(os.environ["STUB_LOG"], "a") as f:
+    f.write("python3 " + " ".join(argv) + "\\n")
+if argv[:2] == ["-m", "openrlhf.cli.train_ppo_ray"]:
+    url = argv[argv.index("--reward.remote_url") + 1]
+    prompt = "<|im_start|>user\\nWhat is 1 + 1?<|im_end|>\\n<|im_start|>assistant\\n"
+    body = {{"query": [prompt + "So $\\\\boxed{{2}}$.<|im_end|>"], "prompts": [prompt],
+            "labels": ['{{"id":"q1","answer":"2","split":"train"}}']}}
+    request = urllib.request.Request(url, json.dumps(body).encode(), {{"Content-Type": "application/json"}})
+    reply = json.load(urllib.request.urlopen(request, timeout=30))
+    with open(os.environ["TRAIN_CALL"], "w") as f:
+        json.dump({{"argv": argv[2:], "RAY_ADDRESS": os.environ.get("RAY_ADDRESS"), "reply": reply}}, f)
+    sys.exit(int(os.environ["TRAIN_RC"]))
+os.execv(sys.executable, [sys.executable] + argv)
+"""
+
+
+def launch_env(data, tmp_path, stubs, **env) -> dict:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    env = dict(MODEL=tmp_path / "model", OUT=tmp_path / "out", TRAIN_CALL=tmp_path / "train.json", **env)
+    return script_env(data, tmp_path, tools_only(tmp_path, stubs), **env)
+
+
+@pytest.mark.parametrize("train_rc", [0, 3])
+def test_launch_starts_server_and_ray_then_stops_both(data, tmp_path, train_rc):
+    """A real launch of the node preset with the real reward server; ray, nvidia-smi and the driver stand in."""
+    port = free_port()
+    stubs = {"ray": RECORDER, "nvidia-smi": nvidia_smi(8), "python3": FAKE_PYTHON}
+    env = launch_env(data, tmp_path, stubs, PRESET="node", REWARD_PORT=port, TRAIN_RC=train_rc)
+    r = run_script("train_math.8k.sh", env)
+    run_dir = tmp_path / "out" / "math8k"
+    server_log = (run_dir / "reward_server.log").read_text()
+    assert r.returncode == train_rc, r.stderr + server_log  # the driver's exit status is the script's
+
+    calls = (tmp_path / "stub.log").read_text().splitlines()
+    server = [c for c in calls if c.startswith("python3 train/reward_server.py")]
+    assert server == [f"python3 train/reward_server.py --host 127.0.0.1 --port {port} --rollout_log "
+                      f"{run_dir}/rollouts.jsonl --samples_per_step 8192 --samples_per_epoch 68184 --eval_log {run_dir}/rollouts.eval.jsonl "
+                      "--grader default"]  # fmt: skip
+    ray_calls = [c for c in calls if c.startswith("ray ")]
+    assert ray_calls == ["ray start --head --port=6379 --num-gpus=8 --disable-usage-stats", "ray stop"]
+    train = json.loads((tmp_path / "train.json").read_text())
+    assert train["RAY_ADDRESS"] == "auto"  # the driver joins the cluster this script started
+    assert train["reply"]["rewards"] == [1.0]  # the server graded the sample ...
+    row = json.loads((run_dir / "rollouts.jsonl").read_text().splitlines()[0])
+    assert (row["step"], row["id"], row["reward"]) == (1, "q1", 1.0)  # ... and logged it where LIM reads it
+    assert "reward server: stopped after 1 requests" in server_log  # the EXIT trap stopped it cleanly
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+    same = dict(PRESET="node", REWARD_PORT=port, OUT=tmp_path / "out", MODEL=tmp_path / "model")
+    dry_out = dry_run(data, tmp_path / "dry", **same).stdout
+    assert train_argv(dry_out) == train["argv"]  # the dry run printed exactly what ran
+
+
+def test_launch_refuses_to_append_to_an_earlier_rollout_log(data, tmp_path):
+    env = launch_env(
+        data, tmp_path, {"ray": RECORDER, "nvidia-smi": nvidia_smi(8), "python3": RECORDER}, PRESET="node"
+    )
+    (tmp_path / "out" / "math8k").mkdir(parents=True)
+    (tmp_path / "out" / "math8k" / "rollouts.jsonl").write_text('{"step": 1}\n')
+    r = run_script("train_math.8k.sh", env)
+    assert r.returncode == 2 and "rollouts.jsonl exists from an earlier run" in r.stderr
+    assert not (tmp_path / "stub.log").exists()
+
+
+def test_head_gives_up_when_the_other_node_never_joins(data, tmp_path):
+    port = free_port()
+    stubs = {"ray": RECORDER, "nvidia-smi": nvidia_smi(8), "python3": FAKE_PYTHON}
+    env = launch_env(data, tmp_path, stubs, REWARD_PORT=port, RAY_WAIT_S=0, MASTER_ADDR="127.0.0.1", TRAIN_RC=0)
+    r = run_script("train_math.8k.sh", env)  # PRESET=paper: 2 nodes, and the stand-in Ray has no GPUs
+    assert r.returncode == 2 and "Ray has 0 of 16 GPUs" in r.stderr and "NODE_RANK=1" in r.stderr, r.stderr
+    assert not (tmp_path / "train.json").exists()
+    assert (tmp_path / "stub.log").read_text().splitlines()[-1] == "ray stop"  # still cleaned up
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_worker_gives_up_without_a_head(data, tmp_path):
+    stubs = {"ray": RECORDER, "nvidia-smi": nvidia_smi(8)}
+    env = launch_env(data, tmp_path, stubs, NODE_RANK=1, MASTER_ADDR="127.0.0.1", RAY_PORT=free_port(), RAY_WAIT_S=0)
+    r = run_script("train_math.8k.sh", env)
+    assert r.returncode == 2 and "no Ray head at 127.0.0.1" in r.stderr
+    assert not (tmp_path / "stub.log").exists()
+
+
+SRUN = '#!/bin/bash\n# srun for the Slurm test: drop the options, run the step here\nwhile [[ $1 == --* ]]; do shift; done\nexec "$@"\n'
+SCONTROL = '#!/bin/bash\nprintf "gpu-a\\ngpu-b\\n"\n'
+
+
+def test_slurm_example_runs_the_head_and_a_worker(data, tmp_path):
+    stubs = stub_bin(tmp_path / "slurm", {"srun": SRUN, "scontrol": SCONTROL})
+    env = script_env(data, tmp_path, f"{stubs}:{os.environ['PATH']}", DRY_RUN=1, SLURM_SUBMIT_DIR=ROOT,
+                     SLURM_JOB_NODELIST="gpu-[a-b]", TRAIN_SCRIPT="scripts/train_limr.sh")  # fmt: skip
+    r = subprocess.run(["bash", str(SCRIPTS / "slurm_example.sbatch")], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "--address=gpu-a:6379" in r.stdout  # node 1 joins the head on the first node
+    assert "--reward.remote_url http://gpu-a:5000/get_reward" in r.stdout  # node 0 serves rewards to both
+    assert train_argv(r.stdout)[train_argv(r.stdout).index("--ckpt.path") + 1].endswith("/limr/ckpt")
+
+
+# ---- Lint ----------------------------------------------------------------------------------------------------------
+
+SHELL_FILES = sorted(SCRIPTS.glob("*.sh")) + [SCRIPTS / "slurm_example.sbatch"]
+
+
+@pytest.mark.parametrize("path", SHELL_FILES, ids=lambda p: p.name)
+def test_bash_syntax(path):
+    r = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    text = path.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n#") or text.startswith("#!/bin/bash\n#")  # a run-command header
+    assert "set -euo pipefail" in text and "path/to" not in text
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_shellcheck():
+    r = subprocess.run(["shellcheck", "-x", *map(str, SHELL_FILES)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout

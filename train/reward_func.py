@@ -1,0 +1,59 @@
+"""The paper's reward for OpenRLHF's file mode: no server, and no rollout log.
+
+    python -m openrlhf.cli.train_ppo_ray ... --reward.remote_url train/reward_func.py
+
+OpenRLHF loads this file in every vLLM engine and calls `reward_func(queries, prompts, labels)` (one sample per
+call, from a thread). It returns what train/reward_server.py answers over HTTP, computed the same way (the same
+request core: response = query minus prompt, label -> id and gold answer), and grades in worker processes with the
+same hard per-response limit. It writes NO rollout log, so LIM cannot select from a run trained this way: use the
+reward server for the first (full-data) run, and this file where only the reward matters.
+
+Settings come from the environment of the engine processes (set them in Ray's runtime env), read at first call:
+  LIMR_GRADER          default | limr (the release's reward, bug for bug)   [default]
+  LIMR_REWARD_WORKERS  grading processes per vLLM engine                    [4]
+"""
+
+import atexit
+import importlib.util
+import os
+import threading
+from pathlib import Path
+
+from limr.pool import GradingPool
+
+WORKERS = 4  # per vLLM engine; grading one response takes ~1 ms, so a few keep up with generation
+
+
+def _load_request_core():
+    # train/ is a folder of scripts, not a package, and OpenRLHF imports this file by path: load the server's
+    # request core from beside it (it imports fastapi only when it serves, so this needs no web stack)
+    path = Path(__file__).resolve().with_name("reward_server.py")
+    spec = importlib.util.spec_from_file_location("limr_reward_server", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_core = _load_request_core()
+_pool: GradingPool | None = None
+_pool_lock = threading.Lock()
+
+
+def _grading_pool() -> GradingPool:
+    """One pool per process, started on the first call (OpenRLHF calls reward_func from several threads)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            workers = int(os.environ.get("LIMR_REWARD_WORKERS", WORKERS))
+            _pool = GradingPool(workers=workers, mode=os.environ.get("LIMR_GRADER", "default"))
+            atexit.register(_pool.close)
+    return _pool
+
+
+def reward_func(queries: list[str], prompts: list[str], labels: list[str]) -> dict:
+    samples = [
+        _core.make_sample(q, p, label, f"labels[{i}]: ")
+        for i, (q, p, label) in enumerate(zip(queries, prompts, labels, strict=True))
+    ]
+    graded = _grading_pool().map([(s.response, s.answer) for s in samples])
+    return _core.reply(graded)
