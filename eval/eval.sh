@@ -6,6 +6,6 @@
 #   bash eval/eval.sh --run_path outputs/limr/ckpt --step latest --benchmarks aime24,amc23
 #   bash eval/eval.sh --model Qwen/Qwen2.5-Math-7B --name qwen2.5-math-7b   # the base model's row
 #
-# PYTHON picks the interpreter (default: python on PATH).
+# PYTHON picks the interpreter (default: python3 on PATH, as the training scripts: activate the project's env).
 set -euo pipefail
-exec "${PYTHON:-python}" "$(dirname "$0")/evaluate.py" "$@"
+exec "${PYTHON:-python3}" "$(dirname "$0")/evaluate.py" "$@"

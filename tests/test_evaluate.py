@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -66,7 +67,8 @@ evaluate = load_module(EVALUATE, "eval_evaluate")
 
 def run(*args: str, cwd: Path = ROOT, script: Path = EVALUATE) -> subprocess.CompletedProcess:
     cmd = ["bash", str(script)] if script.suffix == ".sh" else [sys.executable, str(script)]
-    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHON": sys.executable}  # eval.sh runs $PYTHON: this interpreter, not the PATH's python3
+    return subprocess.run([*cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def read_jsonl(path: Path) -> list[dict]:
