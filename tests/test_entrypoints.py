@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ENTRY_DIRS = [REPO, REPO / "data", REPO / "eval", REPO / "train", REPO / "scripts", REPO / "benchmarks"]
+ENTRY_DIRS = [REPO, REPO / "data", REPO / "eval", REPO / "train", REPO / "scripts", REPO / "benchmarks", REPO / "mini"]
 PY_ENTRY_POINTS = sorted(
     p for d in ENTRY_DIRS for p in d.glob("*.py") if re.search(r'^if __name__ == "__main__":', p.read_text(), re.M)
 )

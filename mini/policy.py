@@ -1,0 +1,118 @@
+"""The tiny policy: a character-level tokenizer made locally with `tokenizers`, a randomly initialised model with
+Qwen2's architecture, and a short supervised warm-up on worked solutions.
+
+The tokenizer has Qwen's special tokens (`<|endoftext|>` pad, `<|im_start|>`, `<|im_end|>` eos) and a Qwen-style
+chat template, and prompts carry the paper's system prompt (`limr.paper.SYSTEM_PROMPT`), so a saved checkpoint
+loads with `AutoTokenizer` / `AutoModelForCausalLM` like the cluster's.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from limr.paper import SYSTEM_PROMPT
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tokenizer():
+    """Character-level: the three special tokens, then printable ASCII and the newline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = ["\n"] + [chr(c) for c in range(32, 127)]
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + chars)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(SPECIALS)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
+    )
+    hf.chat_template = CHAT_TEMPLATE
+    return hf
+
+
+def prompt_ids(tokenizer, question: str) -> list[int]:
+    """The chat-template prompt (system prompt + question + assistant header) as token ids."""
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def build_model(tokenizer, hidden: int, layers: int, heads: int, seed: int):
+    """A randomly initialised Qwen2ForCausalLM (nothing is downloaded)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return Qwen2ForCausalLM(config)
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def sft(model, tokenizer, items: list[dict], steps: int, batch: int, lr: float, seed: int) -> list[float]:
+    """Supervised warm-up on worked solutions (loss on the response tokens, `<|im_end|>` included)."""
+    rng = random.Random(seed)
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id
+    data = [
+        (p := prompt_ids(tokenizer, it["prompt"]), tokenizer(it["solution"], add_special_tokens=False)["input_ids"])
+        for it in items
+    ]
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.1, 1 - s / steps))
+    model.train()
+    losses = []
+    bar = tqdm(range(steps), desc="warm-up (SFT)", unit="step")
+    for _ in bar:
+        pairs = rng.sample(data, batch)
+        width = max(len(p) + len(r) + 1 for p, r in pairs)
+        ids = torch.full((batch, width), pad)
+        labels = torch.full((batch, width), -100)
+        mask = torch.zeros((batch, width), dtype=torch.long)
+        for i, (p, r) in enumerate(pairs):
+            s = p + r + [eos]
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(s)] = 1
+            labels[i, len(p) : len(s)] = torch.tensor(r + [eos])
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return losses
+
+
+def save(model, tokenizer, path: str | Path) -> Path:
+    """An HF folder (config, weights, tokenizer with chat template) that AutoModelForCausalLM loads."""
+    path = Path(path)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
