@@ -56,7 +56,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from limr.dataset import write_prompt_files
-from limr.jsonio import DataError, atomic_write, read_json, write_json
+from limr.jsonio import DataError, atomic_write, is_number, read_json, write_json
 from limr.paper import LINEAR_THETA, MAX_EPOCHS, STEPS_PER_EPOCH, THETA
 
 METHODS = ("lim", "linear", "rand", "variance", "learnability")
@@ -219,7 +219,7 @@ def _decode_log_fields(step_raw, id_raw, reward_raw, tally: dict, cache: tuple, 
             epoch_of[step_raw] = (step - 1) // steps_per_epoch
         if reward_raw not in ok_of:
             reward = json.loads(reward_raw)
-            if not _is_number(reward):
+            if not is_number(reward):
                 return None
             ok_of[reward_raw] = reward == 1
         if id_raw not in row_of:
@@ -228,10 +228,6 @@ def _decode_log_fields(step_raw, id_raw, reward_raw, tally: dict, cache: tuple, 
     except ValueError:  # UnicodeDecodeError is one
         return None
     return epoch_of[step_raw], row_of[id_raw], ok_of[reward_raw]
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def add_log_object(tally: dict, obj, where: str, steps_per_epoch: int) -> None:
@@ -250,7 +246,7 @@ def add_log_object(tally: dict, obj, where: str, steps_per_epoch: int) -> None:
     if not isinstance(pid, str):
         raise DataError(f"{where}: 'id' must be a string (the prompt id), got {pid!r}")
     if "reward" in obj:
-        if not _is_number(obj["reward"]):
+        if not is_number(obj["reward"]):
             raise DataError(f"{where}: 'reward' must be a number, got {obj['reward']!r}")
         ok = obj["reward"] == 1
     elif isinstance(obj.get("correct"), bool):
@@ -367,7 +363,7 @@ def _fast_step_pairs(path: Path, cache: dict) -> Counter | None:
                 text, reward = (json.loads(raw.split(b":", 1)[1]) for raw in (raw_prompt, raw_reward))
             except ValueError:
                 return None
-            if not isinstance(text, str) or not _is_number(reward):
+            if not isinstance(text, str) or not is_number(reward):
                 return None
             cache[raw_prompt], cache[raw_reward] = text.strip(), reward == 1
         pairs[cache[raw_prompt], cache[raw_reward]] += n
@@ -394,7 +390,7 @@ def _strict_step_pairs(path: Path) -> Counter:
     for n, it in enumerate(items):
         if not isinstance(it, dict) or not isinstance(it.get("prompt"), str):
             raise DataError(f"{path}: item {n} has no 'prompt' string")
-        if not _is_number(it.get("reward")):
+        if not is_number(it.get("reward")):
             raise DataError(f"{path}: item {n}: 'reward' must be a number, got {it.get('reward')!r}")
         pairs[it["prompt"].strip(), it["reward"] == 1] += 1
     return pairs
@@ -417,7 +413,7 @@ def load_accuracy(path: str) -> dict[str, list[float | None]]:
         if not isinstance(hist, list):
             raise DataError(f"{path}: the history of {pid!r} is not a list")
         for x in hist:
-            if x is not None and not (_is_number(x) and 0 <= x <= 1):
+            if x is not None and not (is_number(x) and 0 <= x <= 1):
                 raise DataError(f"{path}: the history of {pid!r} holds {x!r}, not an accuracy in [0, 1]")
     return data
 
@@ -430,7 +426,7 @@ def load_scores(path: str, prompts: list[dict] | None, by_text: dict) -> dict[st
     known = None if prompts is None else {it["id"] for it in prompts}
     scores = {}
     for n, row in enumerate(rows):
-        if not isinstance(row, dict) or not _is_number(row.get("score")):
+        if not isinstance(row, dict) or not is_number(row.get("score")):
             raise DataError(f"{path}: row {n} needs a numeric 'score'")
         if isinstance(row.get("id"), str):
             pid = row["id"]

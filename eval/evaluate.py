@@ -38,7 +38,7 @@ from pathlib import Path
 
 from limr.dataset import load_benchmark
 from limr.grader import MODES
-from limr.jsonio import DataError, iter_jsonl, read_json, write_json, write_jsonl
+from limr.jsonio import DataError, is_number, iter_jsonl, read_json, write_json, write_jsonl
 from limr.paper import SYSTEM_PROMPT
 from limr.pool import HARD_LIMIT_S, GradingPool
 from limr.reward import EOS_MARKERS
@@ -66,10 +66,6 @@ class Target:
 
 
 # ---- Inputs: the settings table, benchmarks, checkpoints ----------------------------------------------------------
-
-
-def is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def load_settings(path: Path = SETTINGS_PATH) -> dict[str, dict]:

@@ -24,7 +24,7 @@ import re
 import sys
 from pathlib import Path
 
-from limr.jsonio import DataError, atomic_write, read_json
+from limr.jsonio import DataError, atomic_write, is_number, read_json
 from limr.paper import BENCHMARK_SIZES
 
 BENCHES = ("aime24", "math500", "amc23")  # Table 2's column order
@@ -52,7 +52,7 @@ def read_point(path: Path) -> dict[str, tuple[float, int]]:
     for bench, entry in benchmarks.items():
         acc = entry.get("accuracy") if isinstance(entry, dict) else None
         questions = entry.get("questions") if isinstance(entry, dict) else None
-        if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
+        if not is_number(acc) or not 0 <= acc <= 1:
             raise DataError(f"{path}: {bench}: 'accuracy' must be a number in [0, 1], got {acc!r:.40}")
         if isinstance(questions, bool) or not isinstance(questions, int) or questions < 1:
             raise DataError(f"{path}: {bench}: 'questions' must be a positive integer, got {questions!r:.40}")

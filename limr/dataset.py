@@ -14,7 +14,6 @@ what it can use but a reader should know about (empty answers, one question unde
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from collections import Counter, defaultdict
@@ -22,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from limr.jsonio import DataError, iter_jsonl, read_json, write_json, write_jsonl
+from limr.jsonio import DataError, is_number, iter_jsonl, read_json, write_json, write_jsonl
 from limr.paper import SYSTEM_PROMPT, THETA
 
 SPLITS = ("train", "eval")
@@ -205,7 +204,7 @@ def load_scores(path: str | os.PathLike, warn: Warn = warn_stderr, strict: bool 
     seen: dict[str, int] = {}
     for i, row in enumerate(rows):
         score = row["score"]
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        if not is_number(score):
             raise DataError(f"{name}: row {i}: 'score' must be a finite number, got {score!r:.40}")
         j = seen.setdefault(row["prompt"], i)
         if j != i:
@@ -250,7 +249,7 @@ def load_eval_config(path: str | os.PathLike, benchmarks: Iterable[str]) -> dict
         n, t = entry.get("n"), entry.get("temperature")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise DataError(f"{name}: {bench}: 'n' must be an integer >= 1, got {n!r}")
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t >= 0:
+        if not is_number(t) or t < 0:
             raise DataError(f"{name}: {bench}: 'temperature' must be a number >= 0, got {t!r}")
     return cfg
 

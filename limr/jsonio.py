@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -18,6 +19,11 @@ from typing import Any
 
 class DataError(ValueError):
     """Bad input data; the message is one line meant for the user."""
+
+
+def is_number(x: Any) -> bool:
+    """A finite JSON number: not a bool (a Python int), not NaN or infinity (json.loads accepts both)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _umask() -> int:
