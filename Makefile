@@ -1,12 +1,12 @@
 # Two commands on a fresh machine (each sets up .venv on first use):
-#   make demo   the main job on its CPU default
+#   make demo   the main job on its CPU default: the whole LIMR loop in miniature (mini/, under 10 minutes)
 #   make test   the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OPENRLHF := openrlhf==0.11.2
 
-.PHONY: setup demo test lint data bench clean
+.PHONY: setup demo demo-tiny selection-demo test lint data bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,12 @@ $(VENV)/.installed: requirements-cpu.txt pyproject.toml
 	touch $@
 
 demo: setup
+	$(PY) mini/run.py --size default --out outputs/mini --overwrite
+
+demo-tiny: setup
+	$(PY) mini/run.py --size tiny --out outputs/mini-tiny --overwrite
+
+selection-demo: setup
 	$(PY) scripts/demo.py
 
 test: setup

@@ -6,7 +6,8 @@
     python eval/evaluate.py --run_path outputs/limr/ckpt --step all --regrade --grader limr   # re-score, no model
 
 The settings of each benchmark are one table, eval/benchmarks.json (paper §3.1: AIME24 and AMC23 4 samples at
-T 0.4, MATH500 greedy, top_p 0.95, 3,072 new tokens). The prompt is the model's chat template with the paper's
+T 0.4, MATH500 greedy, top_p 0.95, 3,072 new tokens); --settings PATH reads another table, for other test sets
+(<data_dir>/<bench>.jsonl each), as the miniature loop (mini/) does. The prompt is the model's chat template with the paper's
 system prompt and the question as the user turn, as the release's eval/eval.py builds it. Generation runs on vLLM
 when it is installed and a GPU is visible (tensor parallel over the visible GPUs), else on transformers (CPU or
 one GPU, batched); both write the same files. A response is graded on its final answer alone (limr.pool with
@@ -70,7 +71,12 @@ class Target:
 
 def load_settings(path: Path = SETTINGS_PATH) -> dict[str, dict]:
     """The per-benchmark table; keys starting with `_` are notes."""
-    table = {k: v for k, v in read_json(path).items() if not k.startswith("_")}
+    raw = read_json(path)
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: expected a JSON object keyed by benchmark, got {type(raw).__name__}")
+    table = {k: v for k, v in raw.items() if not k.startswith("_")}
+    if not table:
+        raise DataError(f"{path}: no benchmarks")
     for bench, s in table.items():
         if not isinstance(s, dict) or set(s) != set(SETTING_KEYS):
             raise DataError(f"{path}: {bench}: expected exactly the keys {', '.join(SETTING_KEYS)}")
@@ -535,7 +541,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     which.add_argument("--model", help="any HF model folder or hub id (the base model's row); writes <name>/base/")
     p.add_argument("--step", help="with --run_path: N, all or latest (default latest)")
     p.add_argument("--name", help="run name for the output folder (default: the run's folder, or the model's)")
-    p.add_argument("--benchmarks", help="comma-separated subset of eval/benchmarks.json (default: all)")
+    p.add_argument("--benchmarks", help="comma-separated subset of the settings table (default: all)")
+    p.add_argument("--settings", type=Path, default=SETTINGS_PATH,
+                   help="the per-benchmark settings table (default: eval/benchmarks.json)")  # fmt: skip
     p.add_argument("--data_dir", type=Path, default=Path("data"), help="where python data/prepare.py wrote them")
     out = Path(os.environ.get("OUT", "outputs")) / "eval"  # OUT: the artifacts' root, as in scripts/
     p.add_argument("--out", type=Path, default=out, help="outputs go to <out>/<run>/step<N>/ (default: $OUT/eval)")
@@ -574,7 +582,7 @@ def pick_benchmarks(spec: str | None, settings: dict) -> list[str]:
 
 def prepare(args) -> tuple[list[tuple[Target, dict]], dict, dict]:
     """Everything that can fail on bad input, checked before any model is loaded or file written."""
-    settings = load_settings()
+    settings = load_settings(args.settings)
     if args.max_new_tokens:
         settings = {b: s | {"max_new_tokens": args.max_new_tokens} for b, s in settings.items()}
     benches = pick_benchmarks(args.benchmarks, settings)

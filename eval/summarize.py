@@ -6,7 +6,9 @@
 
 Reads <eval_dir>/<run>/{base,step<N>}/results.json as eval/evaluate.py writes them. The table has one row per run
 in the paper's layout: run, the step shown, #questions (the run's training prompts, given with --questions),
-AIME24, MATH500, AMC23 and their average, each the accuracy in % (mean over samples). A run's row is its last
+AIME24, MATH500, AMC23 and their average, each the accuracy in % (mean over samples). Benchmarks of another
+settings table (evaluate.py --settings, as mini/ uses) get columns of their own after these, and the average is
+then their mean when there are several. A run's row is its last
 step; `--step best` takes the step with the best average instead, which selects on the test sets themselves, so
 say so wherever you report it. A benchmark evaluated on fewer questions than the full set (a smoke test) is
 marked †. `--paper` adds the paper's rows. curves.png plots accuracy against training step for each benchmark
@@ -22,6 +24,7 @@ import io
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from limr.jsonio import DataError, atomic_write, is_number, read_json
@@ -92,25 +95,43 @@ def load_runs(eval_dir: Path, names: list[str] | None) -> dict[str, tuple[dict, 
     return {n: found[n] for n in names}
 
 
-def average(point: dict) -> float | None:
-    """The paper's AVG: the mean of the three benchmarks, only when all three were evaluated."""
-    if not all(b in point for b in BENCHES):
+def columns(runs: dict, paper: bool = False) -> list[str]:
+    """The table's benchmarks: the paper's three when any was evaluated (or its rows are shown), then any others."""
+    found = {b for points, _ in runs.values() for point in points.values() for b in point}
+    return (list(BENCHES) if paper or found & set(BENCHES) else []) + sorted(found - set(BENCHES))
+
+
+def averaged(cols: list[str]) -> list[str]:
+    """What the average is over: the paper's AVG is the mean of its three benchmarks; other sets, all of theirs.
+    Nothing for a single benchmark."""
+    keys = list(BENCHES) if set(BENCHES) <= set(cols) else list(cols)
+    return keys if len(keys) > 1 else []
+
+
+def average(point: dict, keys: Sequence[str] = BENCHES) -> float | None:
+    """The mean over `keys`, only when all of them were evaluated."""
+    if not keys or not all(b in point for b in keys):
         return None
-    return sum(point[b][0] for b in BENCHES) / len(BENCHES)
+    return sum(point[b][0] for b in keys) / len(keys)
 
 
-def table_rows(runs: dict, rule: str, questions: dict[str, int]) -> list[dict]:
+def headline(point: dict, cols: Sequence[str]) -> float | None:
+    """What --step best maximises: the average, or the one benchmark's accuracy."""
+    return average(point, averaged(cols)) if averaged(cols) else point.get(cols[0], (None,))[0]
+
+
+def table_rows(runs: dict, rule: str, questions: dict[str, int], cols: Sequence[str] = BENCHES) -> list[dict]:
     rows = []
     for run, (points, only_base) in runs.items():
         steps = list(points) if only_base else [s for s in points if s > 0] or list(points)
-        best = max(steps, key=lambda s: (average(points[s]) is not None, average(points[s]) or 0, s))
+        best = max(steps, key=lambda s: (headline(points[s], cols) is not None, headline(points[s], cols) or 0, s))
         step = best if rule == "best" else steps[-1]
         point = points[step]
         row = {"run": run, "source": "ours", "step": "base" if only_base or step == 0 else step}
         row["questions"] = questions.get(run)
-        for b in BENCHES:
+        for b in cols:
             row[b], row[f"{b}_questions"] = point.get(b, (None, None))
-        row["average"] = average(point)
+        row["average"] = average(point, averaged(cols))
         rows.append(row)
     return rows
 
@@ -126,16 +147,22 @@ def paper_rows() -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = ["| run | step | #questions | AIME24 | MATH500 | AMC23 | average |", "|---|---|---:|---:|---:|---:|---:|"]
+def markdown(rows: list[dict], cols: Sequence[str] = BENCHES) -> str:
+    titles = [TITLES.get(b, b) for b in cols] + (["average"] if averaged(cols) else [])
+    lines = [
+        "| " + " | ".join(["run", "step", "#questions", *titles]) + " |",
+        "|---|---|" + "---:|" * (len(titles) + 1),
+    ]
     partial = False
     for row in rows:
         cells = [row["run"], str(row["step"]), "-" if row["questions"] is None else f"{row['questions']:,}"]
-        for b in BENCHES:
-            short = row[b] is not None and row[f"{b}_questions"] < BENCHMARK_SIZES[b]
+        for b in cols:
+            value = row.get(b)
+            short = value is not None and b in BENCHMARK_SIZES and row[f"{b}_questions"] < BENCHMARK_SIZES[b]
             partial |= short
-            cells.append("-" if row[b] is None else f"{row[b]:.1f}" + ("†" if short else ""))
-        cells.append("-" if row["average"] is None else f"{row['average']:.1f}")
+            cells.append("-" if value is None else f"{value:.1f}" + ("†" if short else ""))
+        if averaged(cols):
+            cells.append("-" if row["average"] is None else f"{row['average']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     if partial:
         sizes = ", ".join(f"{TITLES[b]} {n}" for b, n in BENCHMARK_SIZES.items())
@@ -143,17 +170,17 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_csv(rows: list[dict]) -> str:
-    fields = ["run", "source", "step", "questions", *BENCHES, "average", *(f"{b}_questions" for b in BENCHES)]
+def to_csv(rows: list[dict], cols: Sequence[str] = BENCHES) -> str:
+    fields = ["run", "source", "step", "questions", *cols, "average", *(f"{b}_questions" for b in cols)]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", restval="", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()})
     return buf.getvalue()
 
 
-def plot_curves(runs: dict, out) -> None:
+def plot_curves(runs: dict, out, cols: Sequence[str] = BENCHES) -> None:
     """Accuracy against training step, one panel per benchmark and one for the average (Fig. 3a / 4)."""
     import matplotlib
 
@@ -161,22 +188,26 @@ def plot_curves(runs: dict, out) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
-    for ax, key in zip(axes, (*BENCHES, "average"), strict=True):
+    keys = [*cols, "average"] if averaged(cols) else cols
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys) if len(keys) > 1 else 6, 3.8), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
         for i, (run, (points, only_base)) in enumerate(runs.items()):
             color = f"C{i % 10}"
-            values = {s: average(p) if key == "average" else p.get(key, (None,))[0] for s, p in points.items()}
+            values = {
+                s: average(p, averaged(cols)) if key == "average" else p.get(key, (None,))[0]
+                for s, p in points.items()
+            }
             values = {s: v for s, v in values.items() if v is not None}
             if only_base and values:
                 ax.axhline(values[0], color=color, linestyle="--", label=run)
             elif values:
                 ax.plot(list(values), list(values.values()), color=color, marker="o", markersize=3, label=run)
-        ax.set_title(TITLES[key])
+        ax.set_title(TITLES.get(key, key))
         ax.set_xlabel("training step")
         ax.set_ylabel("accuracy (%)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, format="png", dpi=120)
     plt.close(fig)
@@ -211,21 +242,22 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip() for n in args.runs.split(",") if n.strip()] if args.runs else None
     try:
         runs = load_runs(args.eval_dir, names)
-        rows = table_rows(runs, args.step, parse_questions(args.questions))
+        cols = columns(runs, args.paper)
+        rows = table_rows(runs, args.step, parse_questions(args.questions), cols)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows += paper_rows() if args.paper else []
     out = args.out or args.eval_dir
-    table = markdown(rows)
+    table = markdown(rows, cols)
     with atomic_write(out / "summary.md") as f:
         f.write(table)
     with atomic_write(out / "summary.csv") as f:
-        f.write(to_csv(rows))
+        f.write(to_csv(rows, cols))
     written = ["summary.md", "summary.csv"]
     if not args.no_plot:
         with atomic_write(out / "curves.png", "wb") as f:
-            plot_curves(runs, f)
+            plot_curves(runs, f, cols)
         written.append("curves.png")
     print(table)
     print(f"wrote {', '.join(str(out / w) for w in written)}")

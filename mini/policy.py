@@ -23,16 +23,29 @@ CHAT_TEMPLATE = (
 )
 
 
+def byte_level_char(byte: int) -> str:
+    """GPT-2 / Qwen byte-level alphabet: printable bytes stand for themselves, the rest for chr(256 + their rank)
+    (so the space is "Ġ" and the newline "Ċ", as in Qwen's own vocabulary)."""
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    if byte in printable:
+        return chr(byte)
+    return chr(256 + [b for b in range(256) if b not in printable].index(byte))
+
+
 def build_tokenizer():
-    """Character-level: the three special tokens, then printable ASCII and the newline."""
+    """Character-level: Qwen's three special tokens, then one token per printable ASCII character and the newline.
+
+    It is a byte-level BPE without merges, the shape of Qwen2's own tokenizer: transformers 5 loads a checkpoint
+    whose config says qwen2 with Qwen2Tokenizer, which rebuilds the pipeline from the vocabulary and merges and
+    would silently drop the spaces and newlines of any other design (a plain character vocabulary).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    chars = ["\n"] + [chr(c) for c in range(32, 127)]
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + chars)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
-    tok.decoder = decoders.Fuse()
+    chars = [byte_level_char(b) for b in (10, *range(32, 127))]
+    tok = Tokenizer(models.BPE({t: i for i, t in enumerate(SPECIALS + chars)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(SPECIALS)
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
@@ -73,9 +86,10 @@ def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def sft(model, tokenizer, items: list[dict], steps: int, batch: int, lr: float, seed: int) -> list[float]:
-    """Supervised warm-up on worked solutions (loss on the response tokens, `<|im_end|>` included)."""
+def sft(model, tokenizer, items: list[dict], steps: int, batch: int, lr: float, seed: int, device: str = "cpu"):
+    """Supervised warm-up on worked solutions (loss on the response tokens, `<|im_end|>` included); the losses."""
     rng = random.Random(seed)
+    model.to(device)
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id
     data = [
@@ -98,7 +112,7 @@ def sft(model, tokenizer, items: list[dict], steps: int, batch: int, lr: float, 
             ids[i, : len(s)] = torch.tensor(s)
             mask[i, : len(s)] = 1
             labels[i, len(p) : len(s)] = torch.tensor(r + [eos])
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,10 +1,10 @@
-"""The main job on its CPU default: the LIMR pipeline on a simulated first run, in well under a minute.
+"""Selection against a known truth: the scoring half of the pipeline on a simulated first run, in seconds.
 
-    python scripts/demo.py                   # what `make demo` runs
+    python scripts/demo.py                   # what `make selection-demo` runs
     python scripts/demo.py --prompts 1000 --epochs 21 --out outputs/demo-big
 
-Until the miniature training loop exists, stage 1 is simulated: synthetic arithmetic prompts, each with a
-hidden learning curve (learnable at some epoch, already solved, never solved, or noisy), and a simulated
+The whole loop with real training is mini/run.py (`make demo`). Here stage 1 is simulated instead, so that every
+prompt's kind is known: synthetic arithmetic prompts, each with a hidden learning curve (learnable at some epoch, already solved, never solved, or noisy), and a simulated
 policy that writes responses accordingly: the right or a wrong answer in `\\boxed{}`, sometimes no box or
 cut off. Everything after that is the real pipeline: the responses are scored by the paper's reward in
 grading workers (limr.pool), logged line by line in the rollout-log format the reward server writes,

@@ -726,6 +726,37 @@ def test_bad_settings_table(tmp_path, entry, message):
         evaluate.load_settings(path)
 
 
+@pytest.mark.parametrize(
+    "content, message", [("[1, 2]", "expected a JSON object"), ('{"_note": "x"}', "no benchmarks")]
+)
+def test_settings_file_that_is_no_table(tmp_path, content, message):
+    path = tmp_path / "benchmarks.json"
+    path.write_text(content)
+    with pytest.raises(evaluate.DataError, match=message):
+        evaluate.load_settings(path)
+
+
+def test_another_settings_table_evaluates_its_own_benchmark(world, tmp_path):
+    """--settings: another test set (as mini/ uses), read from <data_dir>/<bench>.jsonl with its own settings."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [{"id": f"q{i}", "question": f"What is {a}?", "answer": a} for i, a in enumerate(ANSWERS["math500"])]
+    write_jsonl(data / "held_out.jsonl", rows)
+    table = tmp_path / "mine.json"
+    table.write_text(json.dumps({"held_out": {"n": 1, "temperature": 0, "top_p": 1.0, "max_new_tokens": 5}}))
+    out = tmp_path / "out"
+    proc = run("--run_path", str(world.ckpt), "--step", "4", "--data_dir", str(data), "--settings", str(table),
+               "--out", str(out), "--workers", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    res = results(out / "myrun" / "step4")
+    assert list(res["benchmarks"]) == ["held_out"]
+    assert res["benchmarks"]["held_out"]["generation"]["max_new_tokens"] == 5
+    assert [r["id"] for r in read_jsonl(out / "myrun" / "step4" / "held_out.jsonl")] == [r["id"] for r in rows]
+    proc = run("--run_path", str(world.ckpt), "--data_dir", str(data), "--settings", str(table), "--out",
+               str(out), "--benchmarks", "aime24")  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr == "error: --benchmarks: unknown aime24; known: held_out\n"
+
+
 def test_stop_tokens(world, tmp_path):
     tokenizer = world.tokenizer  # eos <|im_end|>; <|endoftext|> is also in the vocabulary
     im_end, eot = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])

@@ -1,8 +1,9 @@
-"""End-to-end test of the miniature LIMR loop (`python mini/run.py --size tiny`): every stage's artefacts exist and
-are well formed (not the accuracies). Takes about 2 minutes on 2 CPU cores."""
+"""End-to-end test of the miniature LIMR loop (`python mini/run.py --size tiny`): every stage's artefacts exist, are
+well formed and hand over to the next stage as on a cluster (not the accuracies). About 3 minutes on 2 CPU cores."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -11,6 +12,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest.importorskip("trl")
+
+from mini.run import BENCH, RUNS, SIZES, subset_size  # noqa: E402
+
+CFG = SIZES["tiny"]
+B, G = CFG["batch"], CFG["group"]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -19,74 +26,126 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mini")
-    subprocess.run([sys.executable, str(ROOT / "mini" / "run.py"), "--size", "tiny", "--out", str(out)], check=True,
-                   cwd=ROOT)  # fmt: skip
+    out = tmp_path_factory.mktemp("mini") / "out"
+    subprocess.run(
+        [sys.executable, str(ROOT / "mini" / "run.py"), "--size", "tiny", "--out", str(out)], check=True, cwd=ROOT
+    )
     return out
 
 
-def test_mini_tiny_end_to_end(run_dir):
-    sys.path.insert(0, str(ROOT))
-    from mini.run import RUNS, SIZES
-
-    cfg = SIZES["tiny"]
-    B, G = cfg["batch"], cfg["group"]
-    spe = cfg["pool"] // B
-
-    # stage 1: tasks
+@pytest.fixture(scope="module")
+def subsets(run_dir):
     pool = json.loads((run_dir / "data" / "pool.json").read_text())
-    assert len(pool) == cfg["pool"] and all(set(it) == {"id", "prompt", "answer", "source"} for it in pool)
-    test = read_jsonl(run_dir / "data" / "mini.jsonl")
-    assert len(test) == cfg["test"] and {t["question"] for t in test}.isdisjoint(it["prompt"] for it in pool)
+    chosen = {"full": pool}
+    for name, method in RUNS.items():
+        if method:
+            chosen[name] = json.loads((run_dir / "select" / f"{method}.json").read_text())
+    return chosen
 
-    # stage 2: warm-up checkpoint loads like a cluster one
-    assert (run_dir / "warmup" / "config.json").is_file() and (run_dir / "warmup" / "tokenizer.json").is_file()
 
-    # stage 3: rollout log, one line per sample, steps numbered by (B x G) samples
-    rows = read_jsonl(run_dir / "rollouts" / "stage1.jsonl")
-    assert len(rows) == cfg["epochs"] * cfg["pool"] * G
-    assert [r["step"] for r in rows] == [i // (B * G) + 1 for i in range(len(rows))]
-    assert max(r["step"] for r in rows) == spe * cfg["epochs"]
+def check_log(path: Path, samples: int, steps_per_pass: int, ids: set[str]) -> list[dict]:
+    """A reward-server rollout log: one line per sample, steps of B x G samples, each pass over the prompts G
+    samples of each."""
+    rows = read_jsonl(path)
+    assert len(rows) == samples
+    assert [r["step"] for r in rows] == [i // (B * G) + 1 for i in range(samples)]
     assert list(rows[0])[:5] == ["step", "id", "reward", "correct", "response_length"]
-    ids = {it["id"] for it in pool}
-    for epoch in range(cfg["epochs"]):  # each epoch is one pass over the pool, G samples per prompt
-        chunk = rows[epoch * cfg["pool"] * G : (epoch + 1) * cfg["pool"] * G]
-        counts = {}
-        for r in chunk:
+    assert all(r["reward"] in (1.0, -0.5, -1.0) and r["correct"] == (r["reward"] == 1.0) for r in rows)
+    per_pass = steps_per_pass * B * G
+    for start in range(0, samples - per_pass + 1, per_pass):
+        counts: dict[str, int] = {}
+        for r in rows[start : start + per_pass]:
             counts[r["id"]] = counts.get(r["id"], 0) + 1
-        assert set(counts) == ids and set(counts.values()) == {G}
-    assert all(r["reward"] in (1.0, -0.5, -1.0) for r in rows)
+        assert set(counts) <= ids and set(counts.values()) == {G} and len(counts) == steps_per_pass * B
+    assert "reward server: stopped after" in path.with_suffix(".server.log").read_text()
+    return rows
 
-    # stage 4: selections of equal size, scores and reports
-    sizes = set()
-    for method in ("lim", "linear", "rand"):
-        chosen = json.loads((run_dir / "select" / f"{method}.json").read_text())
-        assert {c["id"] for c in chosen} <= ids and len({c["id"] for c in chosen}) == len(chosen)
-        sizes.add(len(chosen))
-        assert (run_dir / "select" / f"{method}.report.json").is_file()
-    assert sizes == {cfg["subset"]}
+
+def test_tasks_are_prompt_files_and_a_benchmark(run_dir):
+    sys.path.insert(0, str(ROOT / "eval"))
+    from evaluate import load_settings
+
+    from limr.dataset import decode_label, load_benchmark
+
+    pool = json.loads((run_dir / "data" / "pool.json").read_text())
+    assert len(pool) == CFG["pool"] and all(set(it) == {"id", "prompt", "answer", "source"} for it in pool)
+    twin = read_jsonl(run_dir / "data" / "pool.jsonl")  # what OpenRLHF's --prompt_data would read
+    assert [decode_label(t["label"])["id"] for t in twin] == [it["id"] for it in pool]
+    test = load_benchmark(run_dir / "data" / f"{BENCH}.jsonl")
+    assert len(test) == CFG["test"] and {t["question"] for t in test}.isdisjoint(it["prompt"] for it in pool)
+    assert load_settings(run_dir / "data" / "benchmarks.json")[BENCH]["max_new_tokens"] == CFG["max_new"]
+
+
+def test_warmup_checkpoint_loads_like_a_cluster_one(run_dir):
+    from transformers import AutoConfig, AutoTokenizer
+
+    assert AutoConfig.from_pretrained(run_dir / "warmup").model_type == "qwen2"
+    assert AutoTokenizer.from_pretrained(run_dir / "warmup").chat_template
+
+
+def test_stage1_rollout_log_feeds_lim_selection(run_dir, subsets):
+    spe = CFG["pool"] // B
+    ids = {it["id"] for it in subsets["full"]}
+    check_log(run_dir / "rollouts" / "stage1.jsonl", CFG["epochs"] * CFG["pool"] * G, spe, ids)
+    assert (run_dir / "stage1" / "ckpt" / f"global_step{spe * CFG['epochs']}_hf" / "config.json").is_file()
     scores = json.loads((run_dir / "select" / "lim.scores.json").read_text())
-    assert len(scores) == cfg["pool"] and all("score" in s for s in scores)
+    assert len(scores) == CFG["pool"] and all("score" in s for s in scores)
+    for name, method in RUNS.items():
+        if method:
+            chosen = subsets[name]
+            assert {c["id"] for c in chosen} <= ids and len({c["id"] for c in chosen}) == len(chosen)
+            assert (run_dir / "select" / f"{method}.report.json").is_file()
+    assert len(subsets["rand"]) == len(subsets["linear"]) == len(subsets["limr"]) > 0
+    report = json.loads((run_dir / "select" / "lim.report.json").read_text())
+    size = subset_size(CFG["pool"], B)  # the paper's share, in whole steps
+    assert report["params"]["num_samples"] == report["selected"] == len(subsets["limr"]) == size
+    assert set(report["at_default_thresholds"]) == {"lim >= 0.6", "linear >= 0.7"}  # what the thresholds keep
+    assert report["samples"] == CFG["epochs"] * CFG["pool"] * G and len(report["mean_curve"]) == CFG["epochs"]
 
-    # stage 5: equal compute, evaluation at every checkpoint
-    eval_steps = sorted(
-        {0, *range(cfg["eval_every"], cfg["stage2_steps"] + 1, cfg["eval_every"]), cfg["stage2_steps"]}
-    )
-    for run in RUNS:
-        log = read_jsonl(run_dir / "rollouts" / f"{run}.jsonl")
-        assert len(log) == cfg["stage2_steps"] * B * G
-        assert [r["step"] for r in log] == [i // (B * G) + 1 for i in range(len(log))]
-        for step in eval_steps:
-            assert (run_dir / run / "ckpt" / f"global_step{step}_hf" / "config.json").is_file()
-            ev = read_jsonl(run_dir / "eval" / run / f"step{step}.jsonl")
-            assert len(ev) == cfg["test"] and all(isinstance(e["correct"], bool) for e in ev)
 
-    # stage 6: table, results, curves
-    results = json.loads((run_dir / "results.json").read_text())
-    for run in RUNS:
-        curve = results["accuracy_by_step"][run]
-        assert sorted(map(int, curve)) == eval_steps and all(0 <= v <= 1 for v in curve.values())
-        assert results["questions"][run] == (cfg["pool"] if run == "full" else cfg["subset"])
-    table = (run_dir / "table.md").read_text()
-    assert all(f"| {run.upper()} |" in table for run in RUNS)
+def test_stage2_equal_compute_and_checkpoints(run_dir, subsets):
+    steps = CFG["stage2_steps"]
+    saved = sorted({0, *range(CFG["eval_every"], steps + 1, CFG["eval_every"]), steps})
+    trained = [name for name in RUNS if len(subsets[name]) >= B]
+    assert "full" in trained
+    for name in trained:
+        ids = {it["id"] for it in subsets[name]}
+        check_log(run_dir / "rollouts" / f"{name}.jsonl", steps * B * G, len(ids) // B, ids)
+        found = sorted(int(p.name[len("global_step") : -len("_hf")]) for p in (run_dir / name / "ckpt").iterdir()
+                       if p.name.startswith("global_step"))  # fmt: skip
+        assert found == saved
+
+
+def test_evaluation_harness_results_and_summary(run_dir, subsets):
+    trained = [name for name in RUNS if len(subsets[name]) >= B]
+    steps = CFG["stage2_steps"]
+    saved = sorted({0, *range(CFG["eval_every"], steps + 1, CFG["eval_every"]), steps})
+    points = {"warmup": ["base"], **{name: [f"step{s}" for s in saved] for name in trained}}
+    for run, folders in points.items():
+        for folder in folders:
+            results = json.loads((run_dir / "eval" / run / folder / "results.json").read_text())
+            entry = results["benchmarks"][BENCH]
+            assert entry["questions"] == CFG["test"] and 0 <= entry["accuracy"] <= 1
+            assert entry["generation"]["temperature"] == 0 and entry["backend"] == "transformers"
+            rows = read_jsonl(run_dir / "eval" / run / folder / f"{BENCH}.jsonl")
+            assert len(rows) == CFG["test"] and all(isinstance(r["correct"], bool) for r in rows)
+    with open(run_dir / "summary.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["run"] for r in table] == ["warmup", *trained]
+    assert [r["step"] for r in table] == ["base", *[str(steps)] * len(trained)]
+    assert [r["questions"] for r in table][1:] == [str(len(subsets[name])) for name in trained]
+    for r in table:
+        last = json.loads((run_dir / "eval" / r["run"] / (r["step"] if r["step"] == "base" else f"step{steps}")
+                           / "results.json").read_text())  # fmt: skip
+        assert float(r[BENCH]) == pytest.approx(100 * last["benchmarks"][BENCH]["accuracy"], abs=0.01)
+    assert "| warmup | base |" in (run_dir / "summary.md").read_text()
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((run_dir / "timings.json").read_text())["size"] == "tiny"
+
+
+def test_refuses_a_used_output_folder(tmp_path):
+    (tmp_path / "old.txt").write_text("keep me")
+    proc = subprocess.run([sys.executable, str(ROOT / "mini" / "run.py"), "--size", "tiny", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {tmp_path} is not empty")
+    assert (tmp_path / "old.txt").read_text() == "keep me"

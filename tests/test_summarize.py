@@ -130,6 +130,30 @@ def test_partial_benchmarks_are_marked(tmp_path):
     assert lines[-1] == "† evaluated on fewer questions than the full benchmark (AIME24 30, AMC23 40, MATH500 500)."
 
 
+def test_other_benchmarks_get_their_own_columns(tmp_path):
+    """A settings table of other test sets (mini/): a column each, the average over them, best step by it."""
+    import matplotlib.pyplot as plt
+
+    root = tmp_path / "eval"
+    write_results(root / "warmup" / "base", {"held": 0.25}, {"held": 200})
+    write_results(root / "limr" / "step4", {"held": 0.5}, {"held": 200})
+    write_results(root / "limr" / "step8", {"held": 0.375}, {"held": 200})
+    assert summarize.main(["--eval_dir", str(root), "--questions", "limr=64"]) == 0
+    assert table_lines(root / "summary.md") == [
+        "| run | step | #questions | held |", "|---|---|---:|---:|",
+        "| warmup | base | - | 25.0 |", "| limr | 8 | 64 | 37.5 |"]  # fmt: skip
+    assert summarize.main(["--eval_dir", str(root), "--step", "best", "--no_plot"]) == 0
+    assert table_lines(root / "summary.md")[-1] == "| limr | 4 | - | 50.0 |"
+    assert plt.imread(root / "curves.png").shape[:2] == (456, 720)  # one panel, 6 x 3.8 inches
+    write_results(root / "limr" / "step12", {"held": 0.5, "other": 0.25}, {"held": 200, "other": 8})
+    assert summarize.main(["--eval_dir", str(root), "--no_plot"]) == 0
+    assert table_lines(root / "summary.md")[0] == "| run | step | #questions | held | other | average |"
+    assert table_lines(root / "summary.md")[-1] == "| limr | 12 | - | 50.0 | 25.0 | 37.5 |"
+    with open(root / "summary.csv") as f:
+        assert next(csv.reader(f)) == ["run", "source", "step", "questions", "held", "other", "average",
+                                       "held_questions", "other_questions"]  # fmt: skip
+
+
 def test_curves_png(eval_dir):
     import matplotlib.pyplot as plt
 

@@ -1,0 +1,107 @@
+"""The single-machine RL engine: TRL's GRPOTrainer on the CPU, rewarded by the repo's reward server.
+
+Each step takes B prompts and samples G responses per prompt (TRL's RepeatSampler: a seeded shuffle of the set per
+pass, cut into steps, a short last step dropped, so a set that B divides takes len / B steps a pass). The samples go
+to the reward server in OpenRLHF's request format — the query is the chat-templated prompt followed by the response
+with its special tokens, the label `{"id","answer","split"}` — and the server grades them with the paper's reward
+and writes the rollout log. Group-normalised advantages, one update per batch (on-policy), no KL term.
+
+Checkpoints are saved as OpenRLHF's --save_hf_ckpt names them, <ckpt_dir>/global_step{N}_hf (model + tokenizer),
+so eval/evaluate.py --run_path reads them unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from limr.dataset import encode_label
+from limr.paper import SYSTEM_PROMPT
+from mini.policy import save
+from mini.serve import post_samples
+
+
+def messages(question: str) -> list[dict]:
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
+
+
+class ServerReward:
+    """A TRL reward function that asks the reward server, as OpenRLHF's vLLM engines do."""
+
+    __name__ = "limr_reward"  # TRL names its reward metrics after the function
+
+    def __init__(self, url: str, tokenizer):
+        self.url, self.tokenizer = url, tokenizer
+
+    def __call__(self, prompts, completions, completion_ids, label, **_) -> list[float]:
+        texts = [self.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+        # TRL's completion_ids end at (and keep) the first end-of-sequence token, as vLLM's output does
+        responses = [self.tokenizer.decode(ids, skip_special_tokens=False) for ids in completion_ids]
+        reply = post_samples(self.url, [t + r for t, r in zip(texts, responses, strict=True)], texts, list(label))
+        return reply["rewards"]
+
+
+class SaveHF(TrainerCallback):
+    """global_step{N}_hf at step 0, every `every` steps and at the last step."""
+
+    def __init__(self, tokenizer, ckpt_dir: Path, every: int | None):
+        self.tokenizer, self.ckpt_dir, self.every = tokenizer, ckpt_dir, every
+
+    def save(self, model, step: int) -> None:
+        save(model, self.tokenizer, self.ckpt_dir / f"global_step{step}_hf")
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.every:
+            self.save(model, 0)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        if step == state.max_steps or (self.every and step % self.every == 0):
+            self.save(model, step)
+
+
+def train(model, tokenizer, items: list[dict], cfg: dict, steps: int, url: str, ckpt_dir: Path, seed: int,
+          save_every: int | None) -> None:  # fmt: skip
+    """`steps` GRPO updates on `items` (dicts with id, prompt, answer), rewards from the server at `url`."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    B, G = cfg["batch"], cfg["group"]
+    if len(items) < B:
+        raise ValueError(f"{len(items)} prompts cannot fill a step of {B}")
+    rows = [{"prompt": messages(it["prompt"]), "label": encode_label(it["id"], it["answer"])} for it in items]
+    args = GRPOConfig(
+        output_dir=str(ckpt_dir.parent / "trl"),
+        seed=seed,
+        use_cpu=cfg["device"] == "cpu",
+        bf16=False,
+        gradient_checkpointing=False,
+        max_steps=steps,
+        per_device_train_batch_size=B * G,  # one optimizer step per generation batch: on-policy
+        gradient_accumulation_steps=1,
+        num_generations=G,
+        max_completion_length=cfg["max_new"],
+        temperature=cfg["temperature"],
+        top_p=1.0,
+        top_k=0,
+        learning_rate=cfg["rl_lr"],
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        beta=0.0,
+        save_strategy="no",
+        logging_steps=max(1, steps // 4),
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=ServerReward(url, tokenizer),
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=[SaveHF(tokenizer, ckpt_dir, save_every)],
+    )
+    trainer.train()

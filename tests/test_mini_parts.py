@@ -1,0 +1,139 @@
+"""The miniature loop's parts, quickly: the task family, the tokenizer's round trip through a checkpoint, the
+reward-server hand-off from TRL's reward-function interface, and determinism of the warm-up and of GRPO."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+
+pytest.importorskip("trl")
+
+from limr.dataset import encode_label  # noqa: E402
+from limr.reward import EOS_MARKERS  # noqa: E402
+from mini import tasks  # noqa: E402
+from mini.grpo import ServerReward, messages, train  # noqa: E402
+from mini.policy import build_model, build_tokenizer, prompt_ids, save, sft  # noqa: E402
+from mini.serve import post_samples, reward_server  # noqa: E402
+
+STEP_RE = re.compile(r"(\d+)([+*-])(\d+)(?:([+-])(\d+))?(?:-(\d+))?=(\d+)\.")
+
+
+def check_step(m: re.Match) -> bool:
+    """One written step `a op b [op c] [- d] = r`, computed with ints."""
+    a, op, b, op2, c, d, r = m.groups()
+    value = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
+    if op2:
+        value = value + int(c) if op2 == "+" else value - int(c)
+    if d:
+        value -= int(d)
+    return value == int(r)
+
+
+def test_worked_solutions_are_right_and_end_in_the_answer():
+    rng = random.Random(0)
+    for level in tasks.LEVELS:
+        for _ in range(500):
+            question, solution, answer = tasks.make_problem(rng, level)
+            steps = list(STEP_RE.finditer(solution))
+            assert len(steps) == 2 and all(check_step(m) for m in steps), solution
+            assert solution.endswith(f"\\boxed{{{answer}}}")
+            a, op, b = re.fullmatch(r"Compute (\d+)([+*-])(\d+)\.", question).groups()
+            assert int(answer) == {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
+    # the module docstring's examples
+    assert tasks.add_steps(65, 8) == "5+8=13. 6+0+1=7." and tasks.add_steps(47, 38) == "7+8=15. 4+3+1=8."
+    assert tasks.sub_steps(83, 47) == "13-7=6. 8-1-4=3." and tasks.mul_steps(7, 38) == "7*8=56. 7*3+5=26."
+
+
+def test_splits_are_seeded_disjoint_and_graded():
+    pool, test, warm = tasks.make_splits(64, 32, 200, seed=3)
+    assert (pool, test, warm) == tasks.make_splits(64, 32, 200, seed=3)
+    assert pool != tasks.make_splits(64, 32, 200, seed=4)[0]
+    assert {p["prompt"] for p in pool}.isdisjoint({t["prompt"] for t in test} | {w["prompt"] for w in warm})
+    assert {t["prompt"] for t in test}.isdisjoint(w["prompt"] for w in warm)
+    assert [p["level"] for p in pool[:8]] == [1, 2, 3, 4, 1, 2, 3, 4]
+    assert len({p["id"] for p in pool}) == 64
+
+
+def test_tokenizer_survives_a_checkpoint(tmp_path):
+    """AutoTokenizer loads a qwen2 checkpoint's tokenizer as Qwen2Tokenizer: the same ids and text must come back."""
+    from transformers import AutoTokenizer
+
+    tok = build_tokenizer()
+    save(build_model(tok, 16, 1, 2, 0), tok, tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = "<|im_start|>user\nCompute 47+38.<|im_end|>\n 7+8=15. 4+3+1=8. \\boxed{85}<|im_end|>"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert (
+        loaded(text, add_special_tokens=False)["input_ids"] == ids and len(ids) == len(text) - 11 - 2 * 9
+    )  # a token per character
+    assert loaded.decode(ids) == text and tok.decode(ids) == text
+    assert loaded.apply_chat_template(messages("Compute 1+2."), tokenize=False, add_generation_prompt=True) == (
+        tok.apply_chat_template(messages("Compute 1+2."), tokenize=False, add_generation_prompt=True)
+    )
+    assert (loaded.eos_token, loaded.pad_token) == ("<|im_end|>", "<|endoftext|>")
+
+
+def test_server_reward_sends_openrlhf_queries_and_the_server_logs_them(tmp_path):
+    tok = build_tokenizer()
+    answers = ["\\boxed{5}", "\\boxed{6}", "no box at all", "\\boxed{5} cut off"]
+    completion_ids = [tok(a + EOS_MARKERS[0], add_special_tokens=False)["input_ids"] for a in answers[:3]]
+    completion_ids.append(tok(answers[3], add_special_tokens=False)["input_ids"])  # no end of turn: truncated
+    log = tmp_path / "rollouts.jsonl"
+    with reward_server(log, samples_per_step=2, samples_per_epoch=4) as url:
+        reward = ServerReward(url, tok)
+        prompts = [messages("Compute 2+3.")] * 4
+        labels = [encode_label("q1", "5")] * 2 + [encode_label("q2", "5")] * 2
+        assert reward(prompts, [None] * 4, completion_ids, labels, trainer_state=None) == [1.0, -0.5, -1.0, -1.0]
+        with pytest.raises(RuntimeError, match="answered 422: .*must be as long as each other"):
+            post_samples(url, ["x"], ["x", "y"], ["5"])
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["step"], r["id"], r["reward"], r["format_error"]) for r in rows] == [
+        (1, "q1", 1.0, None), (1, "q1", -0.5, None), (2, "q2", -1.0, "no_box"), (2, "q2", -1.0, "truncated")]  # fmt: skip
+    assert "stopped after 1 requests" in log.with_suffix(".server.log").read_text()
+
+
+def test_a_server_that_cannot_start_is_an_error(tmp_path):
+    (tmp_path / "rollouts.jsonl").write_text("not a log\n")
+    with pytest.raises(RuntimeError, match="did not start"):
+        with reward_server(tmp_path / "rollouts.jsonl", samples_per_step=2, samples_per_epoch=4):
+            pass
+
+
+CFG = dict(batch=4, group=4, max_new=12, temperature=1.0, rl_lr=1e-3, device="cpu")
+
+
+def warm_model(seed: int):
+    tok = build_tokenizer()
+    model = build_model(tok, 16, 1, 2, seed)
+    items = tasks.make_splits(8, 4, 64, seed)[2]
+    losses = sft(model, tok, items, 5, 8, 3e-3, seed)
+    return tok, model, losses
+
+
+def test_warmup_and_grpo_are_deterministic_for_a_seed(tmp_path):
+    import torch
+
+    logs, weights = [], []
+    for attempt in range(2):
+        tok, model, losses = warm_model(seed=0)
+        assert len(losses) == 5 and losses[-1] < losses[0]
+        pool = tasks.make_splits(8, 4, 64, 0)[0]
+        log = tmp_path / str(attempt) / "rollouts.jsonl"
+        with reward_server(log, samples_per_step=16, samples_per_epoch=32) as url:
+            train(model, tok, pool, CFG, 3, url, tmp_path / str(attempt) / "ckpt", seed=0, save_every=2)
+        logs.append(log.read_text())
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+        saved = sorted(p.name for p in (tmp_path / str(attempt) / "ckpt").iterdir())
+        assert saved == ["global_step0_hf", "global_step2_hf", "global_step3_hf"]
+    assert logs[0] == logs[1] and len(logs[0].splitlines()) == 3 * 16
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    rows = [json.loads(line) for line in logs[0].splitlines()]
+    assert [r["step"] for r in rows] == [1] * 16 + [2] * 16 + [3] * 16
+    first_pass = [r["id"] for r in rows[:32]]
+    assert sorted(set(first_pass)) == sorted(it["id"] for it in pool) and all(
+        first_pass.count(i) == 4 for i in first_pass
+    )
+    assert prompt_ids(tok, "x")[-1] == tok.convert_tokens_to_ids("\u010a")  # the assistant header ends in a newline
