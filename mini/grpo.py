@@ -12,6 +12,7 @@ so eval/evaluate.py --run_path reads them unchanged.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -105,3 +106,5 @@ def train(model, tokenizer, items: list[dict], cfg: dict, steps: int, url: str, 
         callbacks=[SaveHF(tokenizer, ckpt_dir, save_every)],
     )
     trainer.train()
+    with contextlib.suppress(OSError):  # TRL's output_dir stays empty: checkpoints are SaveHF's
+        Path(args.output_dir).rmdir()
