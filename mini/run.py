@@ -89,7 +89,9 @@ def parse_args(argv=None):
     p.add_argument("--size", choices=SIZES, default="default")
     p.add_argument("--out", type=Path, default=Path("outputs/mini"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="delete --out first (else it must be empty or absent)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run's --out (else it must be empty or absent)"
+    )
     p.add_argument("--workers", type=int, default=2, help="grading processes of the reward server and evaluation")
     p.add_argument("--lim_threshold", type=float,
                    help="LIM keeps s >= this (the paper: 0.6) instead of the paper's share of the pool")  # fmt: skip
@@ -107,6 +109,9 @@ def main(argv=None) -> int:
     if out.exists() and any(out.iterdir()):
         if not args.overwrite:
             print(f"error: {out} is not empty: pass --overwrite to replace it, or another --out", file=sys.stderr)
+            return 2
+        if not (out / "data" / "pool.json").is_file():  # --overwrite deletes only what an earlier run wrote
+            print(f"error: {out} is not a mini/run.py output folder: not deleting it", file=sys.stderr)
             return 2
         shutil.rmtree(out)
     import torch

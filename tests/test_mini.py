@@ -148,4 +148,10 @@ def test_refuses_a_used_output_folder(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "mini" / "run.py"), "--size", "tiny", "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: {tmp_path} is not empty")
+    proc = subprocess.run([sys.executable, str(ROOT / "mini" / "run.py"), "--size", "tiny", "--out", str(tmp_path),
+                           "--overwrite"], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert (
+        proc.returncode == 2
+        and proc.stderr == f"error: {tmp_path} is not a mini/run.py output folder: not deleting it\n"
+    )
     assert (tmp_path / "old.txt").read_text() == "keep me"
