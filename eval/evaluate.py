@@ -5,14 +5,14 @@
     python eval/evaluate.py --model Qwen/Qwen2.5-Math-7B --name qwen2.5-math-7b   # the base model's row
     python eval/evaluate.py --run_path outputs/limr/ckpt --step all --regrade --grader limr   # re-score, no model
 
-The settings of each benchmark are one table, eval/benchmarks.json (paper §3.1: AIME24 and AMC23 4 samples at
-T 0.4, MATH500 greedy, top_p 0.95, 3,072 new tokens); --settings PATH reads another table, for other test sets
-(<data_dir>/<bench>.jsonl each), as the miniature loop (mini/) does. The prompt is the model's chat template with the paper's
-system prompt and the question as the user turn, as the release's eval/eval.py builds it. Generation runs on vLLM
-when it is installed and a GPU is visible (tensor parallel over the visible GPUs), else on transformers (CPU or
-one GPU, batched); both write the same files. A response is graded on its final answer alone (limr.pool with
-`--grader`): accuracy is the mean over all samples (the paper's number, avg@n), pass@n the share of questions
-with at least one correct sample.
+The settings of each benchmark are one table, eval/benchmarks.json (paper §3.1: AIME24 and AMC23 4 samples at T
+0.4, MATH500 greedy, top_p 0.95, 3,072 new tokens); --settings PATH reads another table, for other test sets
+(<data_dir>/<bench>.jsonl each), as the miniature loop (mini/) does. The prompt is the model's chat template with
+the paper's system prompt and the question as the user turn, as the release's eval/eval.py builds it. Generation
+runs on vLLM when it is installed and a GPU is visible (tensor parallel over the visible GPUs), else on
+transformers (CPU or one GPU, batched); both write the same files. A response is graded on its final answer alone
+(limr.pool with `--grader`): accuracy is the mean over all samples (the paper's number, avg@n), pass@n the share of
+questions with at least one correct sample.
 
 Writes <out>/<run>/step<N>/ (for --model: <out>/<name>/base/): <bench>.jsonl, one line per response, and
 results.json, the accuracies with the settings, model, backend, seeds, grader and versions that produced them.

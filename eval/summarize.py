@@ -8,12 +8,12 @@ Reads <eval_dir>/<run>/{base,step<N>}/results.json as eval/evaluate.py writes th
 in the paper's layout: run, the step shown, #questions (the run's training prompts, given with --questions),
 AIME24, MATH500, AMC23 and their average, each the accuracy in % (mean over samples). Benchmarks of another
 settings table (evaluate.py --settings, as mini/ uses) get columns of their own after these, and the average is
-then their mean when there are several. A run's row is its last
-step; `--step best` takes the step with the best average instead, which selects on the test sets themselves, so
-say so wherever you report it. A benchmark evaluated on fewer questions than the full set (a smoke test) is
-marked †. `--paper` adds the paper's rows. curves.png plots accuracy against training step for each benchmark
-and on average (the paper's Fig. 3a / 4): a run's base folder, if any, is its step 0; a run that has only a base
-folder (the base model) is a dashed line. Bad input prints one `error:` line, exits 2 and writes nothing.
+then their mean when there are several. A run's row is its last step; `--step best` takes the step with the best
+average instead, which selects on the test sets themselves, so say so wherever you report it. A benchmark evaluated
+on fewer questions than the full set (a smoke test) is marked †. `--paper` adds the paper's rows. curves.png plots
+accuracy against training step for each benchmark and on average (the paper's Fig. 3a / 4): a run's base folder, if
+any, is its step 0; a run that has only a base folder (the base model) is a dashed line. Bad input prints one
+`error:` line, exits 2 and writes nothing.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def averaged(cols: list[str]) -> list[str]:
     return keys if len(keys) > 1 else []
 
 
-def average(point: dict, keys: Sequence[str] = BENCHES) -> float | None:
+def average(point: dict, keys: Sequence[str]) -> float | None:
     """The mean over `keys`, only when all of them were evaluated."""
     if not keys or not all(b in point for b in keys):
         return None

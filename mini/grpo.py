@@ -18,13 +18,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from limr.dataset import encode_label
-from limr.paper import SYSTEM_PROMPT
-from mini.policy import save
+from mini.policy import messages, save
 from mini.serve import post_samples
-
-
-def messages(question: str) -> list[dict]:
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
 
 
 class ServerReward:

@@ -23,15 +23,6 @@ CHAT_TEMPLATE = (
 )
 
 
-def byte_level_char(byte: int) -> str:
-    """GPT-2 / Qwen byte-level alphabet: printable bytes stand for themselves, the rest for chr(256 + their rank)
-    (so the space is "Ġ" and the newline "Ċ", as in Qwen's own vocabulary)."""
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    if byte in printable:
-        return chr(byte)
-    return chr(256 + [b for b in range(256) if b not in printable].index(byte))
-
-
 def build_tokenizer():
     """Character-level: Qwen's three special tokens, then one token per printable ASCII character and the newline.
 
@@ -41,8 +32,10 @@ def build_tokenizer():
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    chars = [byte_level_char(b) for b in (10, *range(32, 127))]
+    byte_char = bytes_to_unicode()  # GPT-2 / Qwen's byte alphabet: the space is "Ġ", the newline "Ċ"
+    chars = [byte_char[b] for b in (10, *range(32, 127))]
     tok = Tokenizer(models.BPE({t: i for i, t in enumerate(SPECIALS + chars)}, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -54,10 +47,14 @@ def build_tokenizer():
     return hf
 
 
+def messages(question: str) -> list[dict]:
+    """The conversation every prompt is: the paper's system prompt, then the question."""
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
+
+
 def prompt_ids(tokenizer, question: str) -> list[int]:
     """The chat-template prompt (system prompt + question + assistant header) as token ids."""
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(messages(question), tokenize=False, add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 

@@ -7,7 +7,7 @@ The whole LIMR loop in miniature, with the cluster path's own parts at every han
   3. stage 1    GRPO (TRL's GRPOTrainer) on the whole pool for several epochs, every sample rewarded and logged by
                 train/reward_server.py over loopback HTTP, as OpenRLHF's engines call it;
   4. selection  lim_selection.py on that rollout log: LIM, RAND and LINEAR of one size, the paper's share of the
-                pool (1,389 / 8,523, in whole steps), or LIM at a threshold (--lim_threshold) and the others of its size;
+                pool (1,389 / 8,523, in whole steps), or LIM at --lim_threshold and the others of its size;
   5. stage 2    GRPO again from the warm-up checkpoint on FULL, LIMR, RAND and LINEAR with equal compute (same
                 steps, prompts per step and samples per prompt), checkpoints every few steps;
   6. eval       bash eval/eval.sh (transformers backend) on every checkpoint and on the warm-up model, held-out set;
@@ -106,6 +106,13 @@ def subset_size(pool: int, batch: int) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     out, cfg = args.out, SIZES[args.size]
+    import torch
+
+    if cfg["device"] == "cpu":
+        torch.set_num_threads(2)  # one thread count, one result: the default size's times are for 2 cores
+    elif not torch.cuda.is_available():
+        print(f"error: --size {args.size} needs a GPU (torch sees none); use --size default", file=sys.stderr)
+        return 2
     if out.exists() and any(out.iterdir()):
         if not args.overwrite:
             print(f"error: {out} is not empty: pass --overwrite to replace it, or another --out", file=sys.stderr)
@@ -114,7 +121,6 @@ def main(argv=None) -> int:
             print(f"error: {out} is not a mini/run.py output folder: not deleting it", file=sys.stderr)
             return 2
         shutil.rmtree(out)
-    import torch
     from transformers import AutoModelForCausalLM
 
     from mini.grpo import train
@@ -122,11 +128,6 @@ def main(argv=None) -> int:
     from mini.serve import reward_server
     from mini.tasks import make_splits
 
-    if cfg["device"] == "cpu":
-        torch.set_num_threads(2)  # one thread count, one result: the default size's times are for 2 cores
-    elif not torch.cuda.is_available():
-        print(f"error: --size {args.size} needs a GPU (torch sees none); use --size default", file=sys.stderr)
-        return 2
     B, G = cfg["batch"], cfg["group"]
     times, started = {}, time.time()
 

@@ -155,3 +155,18 @@ def test_refuses_a_used_output_folder(tmp_path):
         and proc.stderr == f"error: {tmp_path} is not a mini/run.py output folder: not deleting it\n"
     )
     assert (tmp_path / "old.txt").read_text() == "keep me"
+
+
+def test_a_size_this_machine_cannot_run_deletes_nothing(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: --size gpu would run")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "pool.json").write_text("[]")  # an earlier run's output, which --overwrite may replace
+    proc = subprocess.run([sys.executable, str(ROOT / "mini" / "run.py"), "--size", "gpu", "--out", str(tmp_path),
+                           "--overwrite"], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert (
+        proc.returncode == 2 and proc.stderr == "error: --size gpu needs a GPU (torch sees none); use --size default\n"
+    )
+    assert (tmp_path / "data" / "pool.json").read_text() == "[]"

@@ -14,8 +14,8 @@ pytest.importorskip("trl")
 from limr.dataset import encode_label  # noqa: E402
 from limr.reward import EOS_MARKERS  # noqa: E402
 from mini import tasks  # noqa: E402
-from mini.grpo import ServerReward, messages, train  # noqa: E402
-from mini.policy import build_model, build_tokenizer, prompt_ids, save, sft  # noqa: E402
+from mini.grpo import ServerReward, train  # noqa: E402
+from mini.policy import build_model, build_tokenizer, messages, prompt_ids, save, sft  # noqa: E402
 from mini.serve import post_samples, reward_server  # noqa: E402
 
 STEP_RE = re.compile(r"(\d+)([+*-])(\d+)(?:([+-])(\d+))?(?:-(\d+))?=(\d+)\.")
