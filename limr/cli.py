@@ -1,0 +1,73 @@
+"""What every entry point checks before it does any work: numeric flags in range, outputs that are not inputs.
+
+A flag that argparse accepts but the code cannot use (`--workers -1`, `--hard_limit nan`) used to hang or lie,
+and an output path that resolved to an input silently replaced it (a rollout log is days of GPU time). Both are
+refused here, before anything is read or written, with one line that names the flag or the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from limr.jsonio import DataError
+
+
+def int_in(low: int, high: int | None = None):
+    """An argparse `type`: an integer in [low, high] (no upper bound when high is None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: must be {bound}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+def float_in(low: float, high: float | None = None, low_open: bool = False):
+    """An argparse `type`: a finite float in [low, high] (or (low, high] with low_open); never NaN or infinity."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        below = value <= low if low_open else value < low
+        if not math.isfinite(value) or below or (high is not None and value > high):
+            bound = f"{'>' if low_open else '>='} {low}" + ("" if high is None else f" and <= {high}")
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be finite and {bound}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Same path after resolving symlinks, or the same inode (a hard link)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet: no inode to share
+        return False
+
+
+def refuse_overwriting_inputs(inputs: Iterable[str | os.PathLike | None], outputs: Iterable[str | os.PathLike | None]):
+    """Raise DataError when any output would replace an input (same path, symlink or hard link); Nones are skipped.
+
+    A folder given as an input protects every file under it (the fork's step files live in one).
+    """
+    ins = [Path(p) for p in inputs if p is not None]
+    for out in (Path(p) for p in outputs if p is not None):
+        for src in ins:
+            if _same_file(out, src) or (src.is_dir() and out.resolve().is_relative_to(src.resolve())):
+                raise DataError(f"output {out} would overwrite the input {src}: choose another output path")
