@@ -14,11 +14,12 @@ batch CLI (`map`) and an asyncio server (`submit` returns a `concurrent.futures.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing as mp
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from limr.reward import EOS_MARKERS, score
 HARD_LIMIT_S = 3.0
 BATCH = 16  # responses sent to a worker at once; each still has its own time limit
 MAX_DEATHS = 3  # workers dying at start this many times in a row fail the pending responses instead
+SPAWN_TRIES, SPAWN_RETRY_S = 4, 0.1  # a worker that cannot start is retried after 0.1, 0.2, 0.4, 0.8 s
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,42 @@ def _context():
     return ctx
 
 
+class _FairQueue:
+    """Tasks handed out round-robin over their submissions (one per request, or one per `map`): a request of many
+    slow responses delays another request by about one response per worker, not by all of its own."""
+
+    def __init__(self):
+        self._groups: deque[deque] = deque()
+        self._ready = threading.Condition()
+        self._closed = False
+
+    def put(self, tasks: list) -> None:
+        with self._ready:
+            self._groups.append(deque(tasks))
+            self._ready.notify(len(tasks))
+
+    def get(self, block: bool) -> tuple | None:
+        """The next (future, task), skipping cancelled futures; None when nothing is queued (block=False) or the
+        queue is closed and empty (block=True)."""
+        with self._ready:
+            while True:
+                while self._groups:
+                    group = self._groups.popleft()
+                    future, task = group.popleft()
+                    if group:
+                        self._groups.append(group)
+                    if future.set_running_or_notify_cancel():  # False: its request is gone, skip it
+                        return future, task
+                if self._closed or not block:
+                    return None
+                self._ready.wait()
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+
+
 class GradingPool:
     def __init__(
         self,
@@ -80,17 +118,22 @@ class GradingPool:
         mode: str = "default",
         eos_markers: tuple[str, ...] | None = EOS_MARKERS,
         check_format: bool = True,
+        batch: int = BATCH,
     ):
         if mode not in MODES:
             raise ValueError(f"unknown grader mode {mode!r}; expected one of {MODES}")
+        if not (math.isfinite(hard_limit_s) and hard_limit_s > 0):
+            raise ValueError(f"hard_limit_s must be a finite number of seconds > 0, got {hard_limit_s}")
         self.workers = workers or os.cpu_count() or 1
         self.hard_limit_s = hard_limit_s
         self.mode = mode
         self.eos_markers = eos_markers
         self.check_format = check_format  # False: the answer alone (evaluation), see limr.reward.score
+        self.batch = batch  # 1 in the server: each response is taken round-robin, so no request waits behind another
         self.timeouts = 0
+        self.broken: str | None = None  # why the last worker start failed; None while every worker runs
         self._ctx = _context()
-        self._tasks: queue.Queue = queue.Queue()
+        self._tasks = _FairQueue()
         self._lock = threading.Lock()
         # workers start here, on the caller's thread, so a failure to start raises to the caller
         self._threads = [
@@ -99,14 +142,38 @@ class GradingPool:
         for t in self._threads:
             t.start()
 
+    @property
+    def healthy(self) -> bool:
+        """Can the pool grade? False while a worker cannot be started (say, out of file handles) or a dispatcher
+        thread has ended before close."""
+        return self.broken is None and all(t.is_alive() for t in self._threads)
+
     def _spawn(self):
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
             target=_worker_main, args=(child, self.mode, self.eos_markers, self.check_format), daemon=True
         )
-        proc.start()
-        child.close()
+        try:
+            proc.start()
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
         return proc, parent
+
+    def _respawn(self):
+        """A new worker, retried a few times (a start fails when the process is out of file handles or memory);
+        None when every try failed, with the reason in `broken` until a later start succeeds."""
+        for attempt in range(SPAWN_TRIES):
+            try:
+                worker = self._spawn()
+                self.broken = None
+                return worker
+            except OSError as e:
+                self.broken = f"cannot start a grading worker: {e}"
+                time.sleep(SPAWN_RETRY_S * 2**attempt)
+        return None
 
     def _timeout_result(self) -> Graded:
         with self._lock:
@@ -115,67 +182,85 @@ class GradingPool:
         return Graded(reward, False, None, None, self.hard_limit_s, timed_out=True)
 
     def _next_batch(self) -> list | None:
-        """Block for one task, then take what else is queued (up to BATCH): the worker then goes from one
+        """Block for one task, then take what else is queued (up to `batch`): the worker then goes from one
         response to the next without waiting for this thread, which halves the per-response overhead."""
-        first = self._tasks.get()
+        first = self._tasks.get(block=True)
         if first is None:
             return None
         batch = [first]
-        while len(batch) < BATCH:
-            try:
-                item = self._tasks.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                self._tasks.put(None)  # not ours to take yet: this thread ends on its next call
-                break
+        while len(batch) < self.batch and (item := self._tasks.get(block=False)) is not None:
             batch.append(item)
         return batch
 
     def _dispatch(self, proc, conn) -> None:
+        """Feed one worker until close. Every task taken ends with a result or an exception: a worker that cannot
+        be replaced fails its tasks loudly (and the next ones, until a start succeeds) instead of ending the thread
+        with futures that would wait forever."""
         deaths = 0  # workers in a row that died without finishing a response: a broken setup, not a bad response
         while (pending := self._next_batch()) is not None:
-            while pending:
-                done, died = 0, False
-                try:
-                    conn.send([task for _, task in pending])
-                    while done < len(pending) and conn.poll(self.hard_limit_s):
-                        pending[done][0].set_result(conn.recv())
-                        done, deaths = done + 1, 0
-                except (EOFError, OSError):
-                    died = True  # killed from outside, out of memory, or it could not start
-                if done == len(pending):
-                    break
-                # pending[done] overran the limit or killed the worker: replace the worker, resend the rest
+            try:
+                deaths, proc, conn = self._grade(pending, deaths, proc, conn)
+            except Exception as e:  # a bug here must fail the request, not hang it; the worker is replaced
+                _fail([f for f, _ in pending], RuntimeError(f"grading failed: {e!r}"))
+                if proc is not None:
+                    proc.kill()
+                    conn.close()
+                proc, conn = None, None
+        if conn is not None:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+            proc.join(timeout=5)
+            if proc.is_alive():
                 proc.kill()
-                proc.join()
-                conn.close()
-                deaths = deaths + 1 if died and done == 0 else 0
-                if deaths >= MAX_DEATHS:
-                    error = RuntimeError(f"grading workers died {deaths} times in a row (exit code {proc.exitcode})")
-                    for future, _ in pending:
-                        future.set_exception(error)
-                    pending = []
-                else:
-                    pending[done][0].set_result(self._timeout_result())
-                    pending = pending[done + 1 :]
-                proc, conn = self._spawn()
-        try:
-            conn.send(None)
-        except OSError:
-            pass
-        proc.join(timeout=5)
-        if proc.is_alive():
+
+    def _grade(self, pending: list, deaths: int, proc, conn):
+        while pending:
+            if conn is None:
+                worker = self._respawn()
+                if worker is None:
+                    _fail([f for f, _ in pending], RuntimeError(self.broken))
+                    return deaths, None, None
+                proc, conn = worker
+            done, died = 0, False
+            try:
+                conn.send([task for _, task in pending])
+                while done < len(pending) and conn.poll(self.hard_limit_s):
+                    pending[done][0].set_result(conn.recv())
+                    done, deaths = done + 1, 0
+            except (EOFError, OSError):
+                died = True  # killed from outside, out of memory, or it could not start
+            if done == len(pending):
+                break
+            # pending[done] overran the limit or killed the worker: replace the worker, resend the rest
             proc.kill()
+            proc.join()
+            conn.close()
+            deaths = deaths + 1 if died and done == 0 else 0
+            if deaths >= MAX_DEATHS:
+                _fail([f for f, _ in pending[done:]],
+                      RuntimeError(f"grading workers died {deaths} times in a row (exit code {proc.exitcode})"))  # fmt: skip
+                pending = []
+            else:
+                pending[done][0].set_result(self._timeout_result())
+                pending = pending[done + 1 :]
+            proc, conn = None, None
+        return deaths, proc, conn
 
     def submit(self, response: str, answer: str) -> Future:
-        future: Future = Future()
-        self._tasks.put((future, (str(response), str(answer))))
-        return future
+        return self.submit_many([(response, answer)])[0]
+
+    def submit_many(self, pairs: Iterable[tuple[str, str]]) -> list[Future]:
+        """One future per (response, answer), queued as one submission: submissions share the workers round-robin.
+        Cancelling a future that has not reached a worker drops its response."""
+        tasks = [(Future(), (str(response), str(answer))) for response, answer in pairs]
+        self._tasks.put(tasks)
+        return [future for future, _ in tasks]
 
     def map(self, pairs: Iterable[tuple[str, str]], progress: str | None = None) -> list[Graded]:
         """Grade (response, answer) pairs; results in input order. `progress` names a tqdm bar."""
-        futures = [self.submit(r, a) for r, a in pairs]
+        futures = self.submit_many(pairs)
         if progress:
             from tqdm import tqdm
 
@@ -188,8 +273,8 @@ class GradingPool:
         return results
 
     def close(self) -> None:
-        for _ in self._threads:
-            self._tasks.put(None)
+        """Grade what is queued, then stop the workers."""
+        self._tasks.close()
         for t in self._threads:
             t.join()
 
@@ -198,3 +283,9 @@ class GradingPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _fail(futures: list[Future], error: Exception) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)

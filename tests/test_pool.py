@@ -180,3 +180,67 @@ def test_workers_that_keep_dying_fail_loudly():
         errors = [f.exception(timeout=60) for f in futures]
     assert any(isinstance(e, RuntimeError) and "died 3 times in a row" in str(e) for e in errors)
     assert all(e is not None or f.result().timed_out for e, f in zip(errors, futures, strict=True))
+
+
+class _NoRestartPool(GradingPool):
+    """Workers start, but a replacement cannot (as when the process is out of file handles) while `refuse` is set."""
+
+    refuse = False
+
+    def _spawn(self):
+        if self.refuse:
+            raise OSError(24, "Too many open files")
+        return super()._spawn()
+
+
+STUCK = "\\boxed{10^{10^{10^{10}}}}"  # ~1.5 s of sympy: over a 0.3 s limit however loaded the machine
+
+
+def test_a_worker_restart_that_fails_fails_the_requests_loudly_then_recovers():
+    # the dispatcher thread used to die with the OSError, and every later response waited forever
+    with _NoRestartPool(workers=1, hard_limit_s=0.3, eos_markers=None) as pool:
+        pool.refuse = True
+        stuck = pool.submit(STUCK, "5").result(timeout=60)
+        assert stuck.timed_out  # its worker was killed; the replacement is started for the next response
+        assert pool.healthy  # nothing has failed yet
+        later = pool.submit_many([("\\boxed{5}", "5")] * 3)
+        errors = [f.exception(timeout=60) for f in later]  # hang guard: each ends, with an error
+        assert all(isinstance(e, RuntimeError) and "Too many open files" in str(e) for e in errors)
+        assert not pool.healthy and "cannot start a grading worker" in pool.broken
+        pool.refuse = False  # file handles free again: the next response starts a worker and is graded
+        assert pool.submit("\\boxed{5}", "5").result(timeout=60).reward == CORRECT
+        assert pool.healthy
+
+
+def test_requests_share_the_workers_round_robin():
+    # one request of slow responses must not hold back a later one-response request behind all of them
+    done = []
+    with GradingPool(workers=1, hard_limit_s=0.3, eos_markers=None, batch=1) as pool:
+        slow = pool.submit_many([(STUCK, "5")] * 5)
+        for i, f in enumerate(slow):
+            f.add_done_callback(lambda _, i=i: done.append(f"slow{i}"))
+        quick = pool.submit("\\boxed{5}", "5")
+        quick.add_done_callback(lambda _: done.append("quick"))
+        assert quick.result(timeout=60).reward == CORRECT
+        for f in slow:
+            f.result(timeout=60)
+    # the worker holds at most one slow response and the queue gives the next turn to the quick request
+    assert done.index("quick") <= 2, done
+
+
+def test_cancelled_responses_are_not_graded():
+    with GradingPool(workers=1, hard_limit_s=0.3, eos_markers=None, batch=1) as pool:
+        first = pool.submit(STUCK, "5")  # keeps the only worker busy while the next ones are cancelled
+        dropped = pool.submit_many([("\\boxed{5}", "5")] * 4)
+        cancelled = [f.cancel() for f in dropped]
+        assert first.result(timeout=60).timed_out
+        assert pool.submit("\\boxed{6}", "6").result(timeout=60).reward == CORRECT
+    # a cancel that succeeded dropped the response; one that came too late left a result: never both, never a hang
+    assert [f.cancelled() for f in dropped] == cancelled
+    assert all(f.result(timeout=60).reward == CORRECT for f, c in zip(dropped, cancelled, strict=True) if not c)
+
+
+@pytest.mark.parametrize("limit", [float("nan"), float("inf"), 0.0, -1.0])
+def test_a_hard_limit_that_is_not_a_positive_number_is_refused(limit):
+    with pytest.raises(ValueError, match="hard_limit_s"):
+        GradingPool(workers=1, hard_limit_s=limit)
