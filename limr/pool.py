@@ -84,6 +84,8 @@ class _FairQueue:
         self._closed = False
 
     def put(self, tasks: list) -> None:
+        if not tasks:
+            return
         with self._ready:
             self._groups.append(deque(tasks))
             self._ready.notify(len(tasks))

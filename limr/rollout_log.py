@@ -4,24 +4,28 @@ Layout (the contract `lim_selection.py` reads, with a fast path for exactly this
 default separators):
 
     {"step": 3, "id": "math8k-00017", "reward": 1.0, "correct": true, "response_length": 1234,
-     "extracted": "5", "format_error": null, "timed_out": false}
+     "extracted": "5", "format_error": null, "timed_out": false, "response_sha1": "3f2a0c9e5b7d1e44"}
 
 Evaluation rows go to a separate log with `"split": "eval"` after `response_length`; `--store_responses`
-adds `"response"` last. `response_length` counts characters (the server never sees tokens).
+adds `"response"` last. `response_length` counts characters (the server never sees tokens); `response_sha1`
+(logs from before it lack it) lets check_resume find a sample logged twice.
 
-The writer appends each line with one `write` to a file opened with O_APPEND and no user-space buffer, so a
-line the server has answered for is in the kernel's hands before the reply leaves: a `kill -9` loses no answered
-sample. A write that fails halfway (disk full) is cut back off, so the file only ever holds whole lines. On
-opening, a torn last line (the machine went down mid-write) is moved to `<log>.torn` with a warning, and a whole
-last line that only lacks its newline gets one; the line count is where the step numbering resumes. A file that
-does not look like a rollout log is never appended to, and a file lock keeps a second writer out.
+The writer appends a request's lines with one `write` to a file opened with O_APPEND and no user-space buffer, so
+a line the server has answered for is in the kernel's hands before the reply leaves: a `kill -9` loses no answered
+sample. A write that fails halfway (disk full) is cut back off, so the file only ever holds whole lines, and a
+request's lines are all there or none. On opening, a torn last line (the machine went down mid-write; a power loss
+can also leave NUL bytes) is moved to `<log>.torn` with a warning, and a whole last line that only lacks its
+newline gets one; the line count is where the step numbering resumes. A file that does not look like a rollout log
+is never appended to, and a file lock keeps a second writer out.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +34,10 @@ from limr.jsonio import DataError, dumps_line
 
 CHUNK = 1 << 20  # resume scans the log 1 MiB at a time
 LINE_START = b'{"step": '  # how every line of ours begins (log_row's first key, json.dumps' separators)
+# step, id and response_sha1 of a line: json.dumps escapes every quote inside a value, so these keys cannot be faked
+SAMPLE_KEY = re.compile(
+    rb'^\{"step": ([0-9]+), "id": "((?:[^"\\\n]|\\.)*)", [^\n]*?"response_sha1": "([0-9a-f]+)"', re.M
+)
 
 
 def step_of(index: int, samples_per_step: int, samples_per_epoch: int | None = None) -> int:
@@ -46,8 +54,22 @@ def step_of(index: int, samples_per_step: int, samples_per_epoch: int | None = N
     return epoch * -(-samples_per_epoch // samples_per_step) + within // samples_per_step + 1
 
 
-def log_row(step: int, prompt_id: str, graded, response_length: int, split: str = "train", response=None) -> dict:
-    """One log line in the contract's key order; `graded` is a limr.pool.Graded."""
+def response_sha1(response: str) -> str:
+    """16 hex digits of the response's SHA-1: equal on two lines of one step, they are almost surely one sample
+    logged twice (a retried request), which check_resume reports."""
+    return hashlib.sha1(response.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def log_row(
+    step: int,
+    prompt_id: str,
+    graded,
+    response_length: int,
+    split: str = "train",
+    response: str | None = None,
+    sha1: str | None = None,
+) -> dict:
+    """One log line in the contract's key order; `graded` is a limr.pool.Graded, `sha1` the response_sha1."""
     row = {
         "step": step,
         "id": prompt_id,
@@ -60,6 +82,8 @@ def log_row(step: int, prompt_id: str, graded, response_length: int, split: str 
     row["extracted"] = graded.extracted
     row["format_error"] = graded.format_error
     row["timed_out"] = graded.timed_out
+    if sha1 is not None:
+        row["response_sha1"] = sha1
     if response is not None:
         row["response"] = response
     return row
@@ -127,13 +151,16 @@ class RolloutLog:
             self.write_bytes(tail.strip() + b"\n")
             self.last_row = record
             return
-        if not tail.startswith(LINE_START):  # not a line this writer began: not ours to cut
+        # a power loss can leave the file's last blocks as NUL bytes (its size was updated, its data never written)
+        written = tail.rstrip(b"\0")
+        if written and not written.startswith(LINE_START):  # not a line this writer began: not ours to cut
             raise DataError(f"{self.path}: ends in {len(tail)} bytes that are not a rollout-log line; not appending")
         torn = self.path.with_name(self.path.name + ".torn")
         with open(torn, "ab") as f:
             f.write(tail + b"\n")
         os.ftruncate(self._fd, self.size)
-        warn(f"{self.path}: skipped a torn last line ({len(tail)} bytes, cut off when the writer stopped); "
+        nuls = f", {len(tail) - len(written)} of them NUL bytes, as a power loss leaves" if written != tail else ""
+        warn(f"{self.path}: skipped a torn last line ({len(tail)} bytes{nuls}; cut off when the writer stopped); "
              f"moved to {torn}")  # fmt: skip
 
     def write_bytes(self, data: bytes) -> None:
@@ -151,6 +178,16 @@ class RolloutLog:
     def write(self, row: dict) -> None:
         self.write_bytes(dumps_line(row).encode("utf-8"))
 
+    def write_rows(self, rows: list[dict]) -> None:
+        """All the rows in one write: all of them reach the file, or (on an error) none."""
+        if rows:
+            self.write_bytes("".join(dumps_line(row) for row in rows).encode("utf-8"))
+
+    def cut_back(self, size: int, lines: int) -> None:
+        """Undo the writes since the log was at `size` bytes and `lines` lines (another log's write failed)."""
+        os.ftruncate(self._fd, size)
+        self.size, self.lines = size, lines
+
     def close(self) -> None:
         """Sync to disk and release the file (and its lock)."""
         if self._fd >= 0:
@@ -159,11 +196,23 @@ class RolloutLog:
             self._fd = -1
 
 
-def check_resume(log: RolloutLog, samples_per_step: int, samples_per_epoch: int | None = None) -> None:
+def check_resume(
+    log: RolloutLog,
+    samples_per_step: int,
+    samples_per_epoch: int | None = None,
+    warn: Callable[[str], None] = warn_stderr,
+) -> None:
     """A training log must have been numbered with the same samples per step (and per epoch), or its steps would
-    not line up."""
+    not line up; samples it holds twice are reported (see find_duplicates)."""
     if log.last_row is None:
         return
+    duplicates = find_duplicates(log.path)
+    if duplicates:
+        line, first = duplicates[0]
+        warn(f"{log.path}: {len(duplicates)} lines repeat a sample logged earlier in the same or the previous step "
+             f"(same prompt id and response; first: line {line} repeats line {first}): most likely a request retried "
+             f"after its client gave up (see train/README.md). Each copy moves the later step boundaries by one "
+             f"sample")  # fmt: skip
     expected = step_of(log.lines - 1, samples_per_step, samples_per_epoch)
     if log.last_row["step"] != expected:
         per_epoch = f" and {samples_per_epoch} per epoch" if samples_per_epoch else ""
@@ -172,3 +221,30 @@ def check_resume(log: RolloutLog, samples_per_step: int, samples_per_epoch: int 
             f"{samples_per_step} samples per step{per_epoch} it would be step {expected}: was it written with "
             f"another --samples_per_step or --samples_per_epoch? Start a new log or pass the run's values"
         )
+
+
+def find_duplicates(path: str | os.PathLike) -> list[tuple[int, int]]:
+    """(line, earlier line) for each line whose prompt id and response_sha1 match a line of the same or the
+    previous step: one sample logged twice. Lines without response_sha1 (logs from before it) are not checked."""
+    duplicates, seen, previous, current_step, lineno = [], {}, {}, None, 0
+    with open(path, "rb") as f:
+        carry = b""
+        while chunk := f.read(CHUNK):
+            buf = carry + chunk
+            end = buf.rfind(b"\n") + 1
+            last, lineno_at = 0, lineno + 1  # the line number at buf[last]
+            for m in SAMPLE_KEY.finditer(buf, 0, end):
+                lineno_at += buf.count(b"\n", last, m.start())
+                last = m.start()
+                step = int(m.group(1))
+                if step != current_step:
+                    previous, seen, current_step = seen, {}, step
+                key = (m.group(2), m.group(3))
+                first = seen.get(key) or previous.get(key)
+                if first:
+                    duplicates.append((lineno_at, first))
+                else:
+                    seen[key] = lineno_at
+            lineno += buf.count(b"\n", 0, end)
+            carry = buf[end:]
+    return duplicates

@@ -240,6 +240,12 @@ def test_cancelled_responses_are_not_graded():
     assert all(f.result(timeout=60).reward == CORRECT for f, c in zip(dropped, cancelled, strict=True) if not c)
 
 
+def test_an_empty_submission_is_no_task():
+    with GradingPool(workers=1) as pool:
+        assert pool.submit_many([]) == [] and pool.map([]) == []
+        assert pool.submit("\\boxed{5}" + END, "5").result(timeout=60).reward == CORRECT and pool.healthy
+
+
 @pytest.mark.parametrize("limit", [float("nan"), float("inf"), 0.0, -1.0])
 def test_a_hard_limit_that_is_not_a_positive_number_is_refused(limit):
     with pytest.raises(ValueError, match="hard_limit_s"):

@@ -81,3 +81,13 @@ def test_a_bad_label_raises_a_clear_error():
     with pytest.raises(ValueError, match=r"labels\[0\]: the label's split must be one of \('train', 'eval'\)"):
         module.reward_func([chat("q") + "\\boxed{5}" + END], [chat("q")], [label])
     assert module._pool is None  # refused before any grading started
+
+
+@pytest.mark.parametrize("workers", ["-1", "0", "four"])
+def test_a_bad_worker_count_raises_instead_of_hanging(workers, monkeypatch):
+    monkeypatch.setenv("LIMR_REWARD_WORKERS", workers)
+    spec = importlib.util.spec_from_file_location("reward_func_bad_workers", REWARD_FUNC)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(ValueError, match="LIMR_REWARD_WORKERS: "):
+        module.reward_func([chat("q") + "\\boxed{5}" + END], [chat("q")], ['{"id": "a", "answer": "5"}'])

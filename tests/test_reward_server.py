@@ -15,6 +15,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +29,7 @@ from limr.dataset import encode_label
 from limr.jsonio import DataError
 from limr.paper import BAD_FORMAT, CORRECT, WRONG
 from limr.pool import Graded
-from limr.rollout_log import RolloutLog, check_resume, log_row, step_of
+from limr.rollout_log import RolloutLog, check_resume, find_duplicates, log_row, response_sha1, step_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "train" / "reward_server.py"
@@ -119,6 +120,12 @@ BAD_BODIES = [
     (_payload(prompts=[{"a": 1}]), 422, "'prompts'[0] must be a string, got dict"),  # an object as a prompt
     (_payload(labels=[encode_label("a", "5")] * 2), 422, "got 1, 1, 2"),  # lengths differ
     (_payload(labels=['{"id": "a", "answer": "5", "split": "test"}']), 422, "labels[0]: the label's split"),
+    (
+        _payload(labels=['{"answer": ' + "[" * 100_000 + "]" * 100_000 + "}"]),
+        422,
+        "labels[0]: the label is JSON nested",
+    ),
+    (_payload(query=["q"] * 65, prompts=["p"] * 65, labels=["5"] * 65), 413, "65 samples in one request; at most 64"),
 ]
 
 
@@ -449,11 +456,13 @@ def test_openrlhf_client_end_to_end(tmp_path):
         (3, rs.prompt_hash(chat("Plain?")), CORRECT), (3, "m3", CORRECT)]  # fmt: skip
     first = "Add: $\\boxed{5}$." + END
     assert train[0] == {"step": 1, "id": "m1", "reward": 1.0, "correct": True, "response_length": len(first),
-                        "extracted": "5", "format_error": None, "timed_out": False, "response": first}  # fmt: skip
+                        "extracted": "5", "format_error": None, "timed_out": False,
+                        "response_sha1": response_sha1(first), "response": first}  # fmt: skip
     assert train[3]["format_error"] == "truncated" and train[-1]["response"] == "\\boxed{5}" + END
     assert read_log(log.with_name("rollouts.eval.jsonl")) == [
         {"step": 2, "id": "aime-1", "reward": 1.0, "correct": True, "response_length": 11 + len(END), "split": "eval",
-         "extracted": "204", "format_error": None, "timed_out": False, "response": "\\boxed{204}" + END}]  # fmt: skip
+         "extracted": "204", "format_error": None, "timed_out": False,
+         "response_sha1": response_sha1("\\boxed{204}" + END), "response": "\\boxed{204}" + END}]  # fmt: skip
 
 
 def test_openrlhf_rotates_several_urls_so_use_one(tmp_path):
@@ -474,7 +483,7 @@ def test_openrlhf_rotates_several_urls_so_use_one(tmp_path):
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory):
     log = tmp_path_factory.mktemp("token_server") / "rollouts.jsonl"
-    with ServerProcess(log, "--token", "s3cret", "--max_request_bytes", "200000") as server:
+    with ServerProcess(log, "--token", "s3cret", "--max_request_bytes", "250000") as server:
         yield server
 
 
@@ -503,7 +512,7 @@ def test_bad_requests_get_4xx_and_the_server_goes_on(token_server):
     assert request(port, "GET", "/stats")[0] == 401
     too_big = _payload(query=["x" * 300_000])
     assert request(port, "POST", "/get_reward", too_big, AUTH)[0] == 413  # declared too big
-    assert _chunked(port, 21, b"x" * 10_000) == 413  # streamed too big
+    assert _chunked(port, 26, b"x" * 10_000) == 413  # streamed too big
     assert request(port, "GET", "/get_reward")[0] == 405
     after = request(port, "GET", "/stats", headers=AUTH)[1]
     assert after["rejected"] - before["rejected"] == len(BAD_BODIES) + 4  # 2 wrong tokens, 2 too big (not /stats)
@@ -512,6 +521,7 @@ def test_bad_requests_get_4xx_and_the_server_goes_on(token_server):
     status, reply = request(port, "POST", "/get_reward", _payload(), AUTH)
     assert (status, reply["rewards"]) == (200, [CORRECT])
     assert request(port, "POST", "/get_reward", _payload(query=[], prompts=[], labels=[]), AUTH)[1]["rewards"] == []
+    assert request(port, "GET", "/health")[0] == 200  # an empty request left the grading pool whole
     assert [r["id"] for r in read_log(token_server.log)] == ["a", "a"]
 
 
@@ -762,3 +772,316 @@ def test_server_numbers_steps_per_pass(tmp_path):
             assert request(server.port, "POST", "/get_reward", body.encode())[0] == 200
         assert request(server.port, "GET", "/health")[1]["step"] == 5  # the 15th sample still belongs to step 5
     assert [row["step"] for row in read_log(log)] == [1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5]
+
+
+# ---- What one client can hold: connections, headers, samples, time; a client gone; a pool that cannot grade -----
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes under `pid` (the grading workers and the forkserver they fork from), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+class Paused:
+    """SIGSTOP the server's grading processes, so that what is queued stays queued until the block ends: tests
+    then order events without timing. The hard limit must be long enough not to kill a stopped worker."""
+
+    def __init__(self, server: ServerProcess):
+        self.pids = descendants(server.proc.pid)
+        assert self.pids, "the server has no grading processes"
+
+    def __enter__(self):
+        for pid in self.pids:
+            os.kill(pid, signal.SIGSTOP)
+        return self
+
+    def __exit__(self, *exc):
+        for pid in self.pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+def wait_for_stat(server: ServerProcess, key: str, value: int, timeout: float = 60) -> None:
+    """Poll /stats until stats[key] == value (a hang guard, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while (got := request(server.port, "GET", "/stats")[1][key]) != value:
+        assert time.monotonic() < deadline, f"/stats {key} stayed {got}, expected {value}"
+        time.sleep(0.05)
+
+
+def raw_post(port: int, body: bytes) -> socket.socket:
+    """A POST sent on a raw socket, its reply left unread."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    head = f"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def read_reply(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (60 s hang guard)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_idle_connections_are_closed_and_never_block_a_request(tmp_path, http):
+    """300 connections that send nothing and 50 that send half a header; a real request is served meanwhile, and
+    each of them is closed at the header deadline (uvicorn alone never closes them)."""
+    log = tmp_path / "rollouts.jsonl"
+    with ServerProcess(log, "--http", http, "--header_timeout", "1") as server:
+        idle = [socket.create_connection(("127.0.0.1", server.port), timeout=60) for _ in range(300)]
+        half = [socket.create_connection(("127.0.0.1", server.port), timeout=60) for _ in range(50)]
+        for sock in half:
+            sock.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        status, reply = request(server.port, "POST", "/get_reward", _payload())  # served among them
+        assert (status, reply["rewards"]) == (200, [CORRECT])
+        for sock in idle + half:
+            assert read_reply(sock) == b""  # closed by the server: recv sees the end (or the 60 s guard fails)
+            sock.close()
+        stats = request(server.port, "GET", "/stats")[1]
+    assert stats["connections_header_timeouts"] >= 350 and len(read_log(log)) == 1
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_headers_over_the_cap_get_431_and_cost_nothing_later(tmp_path, http):
+    with ServerProcess(tmp_path / "r.jsonl", "--http", http, "--token", "s3cret") as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+        try:
+            sock.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20))
+        except OSError:  # the server may close before all of it is sent
+            pass
+        reply = read_reply(sock)
+        sock.close()
+        assert reply.startswith(b"HTTP/1.1 431 ") and b"request headers over 65536 bytes" in reply
+        assert request(server.port, "POST", "/get_reward", _payload(), AUTH)[0] == 200
+        assert request(server.port, "GET", "/stats", headers=AUTH)[1]["connections_headers_too_large"] == 1
+
+
+def test_connections_over_the_cap_get_a_clear_503(tmp_path):
+    with ServerProcess(tmp_path / "r.jsonl", "--max_connections", "5") as server:
+        held = [socket.create_connection(("127.0.0.1", server.port), timeout=60) for _ in range(5)]
+        extra = raw_post(server.port, _payload())
+        reply = read_reply(extra)
+        extra.close()
+        assert reply.startswith(b"HTTP/1.1 503 ") and b"--max_connections" in reply
+        for sock in held:
+            sock.close()
+        deadline = time.monotonic() + 60  # the server sees the closes soon; until then the cap still holds
+        while (status := request(server.port, "POST", "/get_reward", _payload())[0]) == 503:
+            assert time.monotonic() < deadline
+        assert status == 200
+    assert len(read_log(tmp_path / "r.jsonl")) == 1
+
+
+def test_an_unauthenticated_body_is_never_read(token_server):
+    # 401 as soon as the headers are in, the connection closed: the 4 MB the client announced cost nothing
+    sock = socket.create_connection(("127.0.0.1", token_server.port), timeout=60)
+    sock.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Length: 4000000\r\n\r\n{")
+    reply = read_reply(sock)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 401 ") and b"connection: close" in reply.lower()
+
+
+def test_a_client_gone_before_its_reply_is_not_logged(tmp_path):
+    """OpenRLHF sends a request again after its 180 s timeout: the first try must not reach the log too."""
+    log = tmp_path / "rollouts.jsonl"
+    with ServerProcess(log, "--workers", "1", "--hard_limit", "600") as server:
+        with Paused(server):  # the sample cannot be graded before its client leaves
+            gone = raw_post(server.port, _payload(labels=[encode_label("gone", "5")]))
+            wait_for_stat(server, "grading", 1)
+            gone.close()
+            wait_for_stat(server, "client_gone", 1)
+        status, _ = request(server.port, "POST", "/get_reward", _payload(labels=[encode_label("retried", "5")]))
+        assert status == 200
+        stats = request(server.port, "GET", "/stats")[1]
+    assert [r["id"] for r in read_log(log)] == ["retried"]
+    assert (stats["requests"], stats["client_gone"], stats["train_samples"]) == (1, 1, 1)
+
+
+def test_requests_are_graded_round_robin(tmp_path):
+    """A request of 8 samples queued first does not hold back a one-sample request behind all of them."""
+    log = tmp_path / "rollouts.jsonl"
+    many = _payload(query=[P + "\\boxed{5}" + END] * 8, prompts=[P] * 8, labels=[encode_label("many", "5")] * 8)
+    with ServerProcess(log, "--workers", "1", "--hard_limit", "600") as server:
+        with Paused(server):
+            first = raw_post(server.port, many)
+            wait_for_stat(server, "grading", 1)
+            second = raw_post(server.port, _payload(labels=[encode_label("one", "5")]))
+            wait_for_stat(server, "grading", 2)
+        replies = [read_reply_once(sock) for sock in (first, second)]
+    assert all(r.startswith(b"HTTP/1.1 200 ") for r in replies)
+    # the one sample was graded (and logged) after at most two of the eight, not after all of them
+    assert [r["id"] for r in read_log(log)] == ["one"] + ["many"] * 8
+
+
+def read_reply_once(sock: socket.socket) -> bytes:
+    """One kept-alive reply: read until its body (Content-Length) is in, then close."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    sock.close()
+    return data
+
+
+def test_a_request_is_logged_all_or_nothing(tmp_path):
+    """Disk full in the middle of a 3-sample request: none of its lines stay (the retry logs each once)."""
+    import resource
+
+    def limit_file_size():  # in the server process: files stop growing at 4 KB, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    log = tmp_path / "rollouts.jsonl"
+    three = _payload(
+        query=[P + "x" * 1500 + "\\boxed{5}" + END] * 3, prompts=[P] * 3, labels=[encode_label("a", "5")] * 3
+    )
+    with ServerProcess(log, "--store_responses", preexec_fn=limit_file_size) as server:
+        status, reply = request(server.port, "POST", "/get_reward", three)  # 2 lines fit, the 3rd does not
+        assert status == 500 and "could not write the rollout log" in reply["error"]
+        assert request(server.port, "POST", "/get_reward", _payload(labels=[encode_label("b", "5")]))[0] == 200
+    assert [r["id"] for r in read_log(log)] == ["b"]
+
+
+class _FailingLog(RolloutLog):
+    def write_bytes(self, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failed_eval_write_takes_back_the_training_lines(tmp_path):
+    train, evals = RolloutLog(tmp_path / "r.jsonl"), _FailingLog(tmp_path / "r.eval.jsonl")
+    recorder = rs.Recorder(train, evals, samples_per_step=4, store_responses=False)
+    samples = [rs.make_sample(P + "\\boxed{5}" + END, P, encode_label(pid, "5", split)) for pid, split in
+               [("t1", "train"), ("e1", "eval"), ("t2", "train")]]  # fmt: skip
+    with pytest.raises(OSError):
+        recorder.record(samples, [G] * 3)
+    assert (train.lines, train.size, recorder.counts["train"]) == (0, 0, 0)
+    recorder.record(samples[:1], [G])
+    train.close()
+    assert [r["id"] for r in read_log(tmp_path / "r.jsonl")] == ["t1"]
+
+
+class _NoRestartPool(rs.GradingPool):
+    refuse = False
+
+    def _spawn(self):
+        if self.refuse:
+            raise OSError(24, "Too many open files")
+        return super()._spawn()
+
+
+def test_health_turns_unhealthy_when_a_worker_cannot_be_restarted(tmp_path):
+    """Out of file handles, a worker that overran the limit cannot be replaced: the request gets 503 at once (it
+    used to wait forever), /health says so, and both recover once a worker starts again. Served in-process on
+    127.0.0.1 by the server's own uvicorn setup, to reach into the pool."""
+    import uvicorn
+
+    pool = _NoRestartPool(workers=1, hard_limit_s=0.3, eos_markers=None, batch=1)
+    train, evals = RolloutLog(tmp_path / "r.jsonl"), RolloutLog(tmp_path / "r.eval.jsonl")
+    limits = rs.Limits()
+    app = rs.create_app(pool, rs.Recorder(train, evals, 4, False), None, limits)
+    sock = rs.bind("127.0.0.1", 0)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", http=rs.guarded_protocol("httptools", limits))
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    port = sock.getsockname()[1]
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        pool.refuse = True
+        stuck = _payload(query=[P + "\\boxed{10^{10^{10^{10}}}}"])  # over 0.3 s: its worker is killed
+        assert request(port, "POST", "/get_reward", stuck)[1]["rewards"] == [WRONG]
+        status, reply = request(port, "POST", "/get_reward", _payload())
+        assert status == 503 and "Too many open files" in reply["error"]
+        status, health = request(port, "GET", "/health")
+        assert status == 503 and health["status"] == "unhealthy" and "cannot start" in health["error"]
+        pool.refuse = False
+        assert request(port, "POST", "/get_reward", _payload())[1]["rewards"] == [CORRECT]
+        assert request(port, "GET", "/health")[0] == 200
+    finally:
+        server.should_exit = True
+        thread.join(60)
+        pool.close()
+        train.close()
+        evals.close()
+    assert [r["timed_out"] for r in read_log(tmp_path / "r.jsonl")] == [True, False]
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--hard_limit", "nan"), ("--hard_limit", "0"), ("--hard_limit", "inf"), ("--workers", "-1"),
+     ("--samples_per_step", "0"), ("--samples_per_epoch", "-5"), ("--port", "70000"), ("--max_connections", "0"),
+     ("--max_samples_per_request", "0"), ("--header_timeout", "31"), ("--max_request_bytes", "1e3")],
+)  # fmt: skip
+def test_numeric_flags_are_checked_with_one_line(flag, value, tmp_path):
+    cmd = [sys.executable, str(SERVER), "--rollout_log", str(tmp_path / "r.jsonl"), "--samples_per_step", "4"]
+    out = subprocess.run(cmd + [flag, value], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and flag in out.stderr.splitlines()[-1] and "Traceback" not in out.stderr
+    assert out.stderr.splitlines()[-1].startswith("reward_server.py: error: ")
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_too_many_samples_in_one_request_cost_nothing(token_server):
+    # 20,000 tiny samples in 200 KB: refused before any of them is read, graded or logged
+    body = json.dumps({"query": ["x"] * 20_000, "labels": ["5"] * 20_000}).encode()
+    before = len(read_log(token_server.log)) if token_server.log.exists() else 0
+    status, reply = request(token_server.port, "POST", "/get_reward?token=s3cret", body)
+    assert status == 413 and "at most 64" in reply["error"]
+    assert (len(read_log(token_server.log)) if token_server.log.exists() else 0) == before
+
+
+def test_duplicates_are_found_and_reported_on_resume(tmp_path):
+    path = tmp_path / "rollouts.jsonl"
+    rows = [log_row(step_of(i, 4), f"p{i % 3}", G, 1, sha1=response_sha1(f"r{i}")) for i in range(8)]
+    rows.insert(3, dict(rows[1]))  # line 4 repeats line 2 (a retried request logged twice)
+    rows.append({**rows[-1], "step": 3})  # the next step repeating the previous step's last sample: caught too
+    rows.append(log_row(3, "p0", G, 1))  # a line from before response_sha1: not checked
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert find_duplicates(path) == [(4, 2), (10, 9)]
+    warnings = []
+    log = RolloutLog(path)
+    try:
+        check_resume(log, 4, warn=warnings.append)
+    except DataError:  # the extra lines shift the numbering; the duplicates are reported first
+        pass
+    log.close()
+    assert len(warnings) == 1 and "2 lines repeat a sample" in warnings[0] and "line 4 repeats line 2" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b"\0" * 4096,  # whole blocks of NULs after the last line: what a power loss leaves
+        b'{"step": 3, "id": "p' + b"\0" * 1000,  # a line cut short, then NULs
+    ],
+)
+def test_a_nul_filled_tail_is_moved_aside(tmp_path, tail):
+    path = tmp_path / "r.jsonl"
+    _write_lines(path, 6, 3, tail)
+    warnings = []
+    log = RolloutLog(path, warn=warnings.append)
+    assert log.lines == 6
+    log.write(log_row(3, "next", G, 1))
+    log.close()
+    assert [json.loads(x)["id"] for x in path.read_text().splitlines()][-2:] == ["p5", "next"]
+    assert (tmp_path / "r.jsonl.torn").read_bytes() == tail + b"\n"
+    assert len(warnings) == 1 and "NUL bytes" in warnings[0]

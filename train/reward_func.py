@@ -13,12 +13,14 @@ Settings come from the environment of the engine processes (set them in Ray's ru
   LIMR_REWARD_WORKERS  grading processes per vLLM engine                    [4]
 """
 
+import argparse
 import atexit
 import importlib.util
 import os
 import threading
 from pathlib import Path
 
+from limr.cli import int_in
 from limr.pool import GradingPool
 
 WORKERS = 4  # per vLLM engine; grading one response takes ~1 ms, so a few keep up with generation
@@ -44,7 +46,10 @@ def _grading_pool() -> GradingPool:
     global _pool
     with _pool_lock:
         if _pool is None:
-            workers = int(os.environ.get("LIMR_REWARD_WORKERS", WORKERS))
+            try:
+                workers = int_in(1, 4096)(os.environ.get("LIMR_REWARD_WORKERS", str(WORKERS)))
+            except argparse.ArgumentTypeError as e:  # -1 or "four" would start no worker and hang every call
+                raise ValueError(f"LIMR_REWARD_WORKERS: {e}") from None
             _pool = GradingPool(workers=workers, mode=os.environ.get("LIMR_GRADER", "default"))
             atexit.register(_pool.close)
     return _pool

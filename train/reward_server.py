@@ -29,27 +29,41 @@ import base64
 import binascii
 import hashlib
 import hmac
+import importlib.util
 import json
 import os
+import resource
 import signal
 import socket
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from limr.cli import float_in, int_in
 from limr.dataset import SPLITS, decode_label
 from limr.grader import MODES
 from limr.jsonio import DataError
 from limr.pool import HARD_LIMIT_S, GradingPool
-from limr.rollout_log import RolloutLog, check_resume, log_row, step_of
+from limr.rollout_log import RolloutLog, check_resume, log_row, response_sha1, step_of
 
 ASSISTANT_TURN = "<|im_start|>assistant\n"  # Qwen's chat template opens the model's turn with this
-MAX_REQUEST_BYTES = 16 << 20  # one sample is ~20 KB (4,096 tokens); a batch of hundreds still fits
 SHOWN_REJECTIONS = 10  # the first rejected requests are printed; the rest are counted in /stats
 GRACEFUL_S = 30  # on SIGTERM, in-flight requests get this long (10x the grading limit) to finish
 RATE_WINDOW_S = 60  # samples per second is measured over the last minute
+
+# What one client can hold (README "Limits"). OpenRLHF 0.11.2 sends one sample per request on a new connection
+# and retries a failed request 4 times, 1 s apart (openrlhf/utils/agent.py, _fetch_rewards_via_http).
+MAX_SAMPLES_PER_REQUEST = 64  # more in one request get 413: a request's grading time stays bounded
+MAX_REQUEST_BYTES = 4 << 20  # one sample is ~20 KB (4,096 tokens); 64 of 60 KB still fit
+MAX_CONNECTIONS = 4096  # open connections; the next ones get 503 at once (the open-file limit is raised to fit)
+MAX_HEADER_BYTES = 64 << 10  # request line and headers; more gets 431 (OpenRLHF sends ~200 bytes)
+HEADER_TIMEOUT_S = 10.0  # a connection must send its request line and headers within this, or it is closed
+BODY_TIMEOUT_S = 60.0  # a body must arrive within this, or 408
+KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this (uvicorn's timeout_keep_alive)
+LINGER_S = 1.0  # a refused connection is closed this long after its answer, unless the client closes first
+PARSE_IN_THREAD_BYTES = 256 << 10  # larger bodies are parsed on a thread, between the event loop's turns
 
 
 # ---- The request core: pure functions, shared with reward_func.py (OpenRLHF's file mode) ----------------------
@@ -94,7 +108,10 @@ def prompt_hash(prompt_text: str) -> str:
 
 def make_sample(query: str, prompt: str | None, label: str, where: str = "") -> Sample:
     prompt_text, response, fallback = split_query(query, prompt)
-    decoded = decode_label(label)
+    try:
+        decoded = decode_label(label)
+    except RecursionError:  # valid JSON nested deeper than the parser goes
+        raise PayloadError(422, f"{where}the label is JSON nested too deep to read") from None
     if decoded["split"] not in SPLITS:
         raise PayloadError(422, f"{where}the label's split must be one of {SPLITS}, got {decoded['split']!r}")
     pid = decoded["id"]
@@ -115,7 +132,7 @@ def _string_list(data: dict, key: str, optional: bool = False) -> list | None:
     return value
 
 
-def parse_payload(body: bytes) -> list[Sample]:
+def parse_payload(body: bytes, max_samples: int = MAX_SAMPLES_PER_REQUEST) -> list[Sample]:
     """OpenRLHF 0.11's {"query", "prompts", "labels"} (prompts may be left out) -> one Sample per query."""
     try:
         data = json.loads(body)
@@ -123,6 +140,9 @@ def parse_payload(body: bytes) -> list[Sample]:
         raise PayloadError(400, f"the body is not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(data, dict):
         raise PayloadError(422, f"expected a JSON object with 'query', 'prompts', 'labels'; got {type(data).__name__}")
+    if isinstance(data.get("query"), list) and len(data["query"]) > max_samples:
+        raise PayloadError(413, f"{len(data['query'])} samples in one request; at most {max_samples} "
+                                "(--max_samples_per_request; OpenRLHF sends one)")  # fmt: skip
     queries, labels = _string_list(data, "query"), _string_list(data, "labels")
     prompts = _string_list(data, "prompts", optional=True) or [None] * len(queries)
     if not len(queries) == len(prompts) == len(labels):
@@ -184,7 +204,10 @@ class Recorder:
         self.store_responses = store_responses
         self.resumed_lines = train_log.lines
         self.started = time.monotonic()
-        self.counts = dict.fromkeys(("requests", "rejected", "failed", "train", "eval", "correct", "fallbacks"), 0)
+        self.counts = dict.fromkeys(
+            ("requests", "rejected", "failed", "client_gone", "train", "eval", "correct", "fallbacks"), 0
+        )
+        self.grading = 0  # requests between their body and their reply
         self.reward_sum = 0.0
         self.step_totals = [0, 0.0, 0, 0]  # samples, reward sum, correct, timeouts of the step in progress
         self.recent: deque = deque()  # (second, samples) over the last RATE_WINDOW_S, for samples per second
@@ -193,42 +216,56 @@ class Recorder:
         """The training step of the index-th training sample (see limr.rollout_log.step_of)."""
         return step_of(index, self.samples_per_step, self.samples_per_epoch)
 
-    def record(self, sample: Sample, graded) -> None:
-        response = sample.response if self.store_responses else None
-        if sample.split == "eval":
-            step = self.step_at(self.train_log.lines) - 1  # training steps completed
-            self.eval_log.write(log_row(step, sample.prompt_id, graded, len(sample.response), "eval", response))
-            self.counts["eval"] += 1
-        else:
-            step = self.step_at(self.train_log.lines)
-            self.train_log.write(log_row(step, sample.prompt_id, graded, len(sample.response), "train", response))
-            self.counts["train"] += 1
-            self.counts["correct"] += graded.correct
-            self.reward_sum += graded.reward
-            self._step_progress(graded)
-        self.counts["fallbacks"] += sample.fallback
-        self._count_rate()
+    def record(self, samples: list[Sample], graded: list) -> None:
+        """Log a request's samples all or nothing: one write per log, and a failed write leaves both logs as they
+        were (the client's retry then logs each sample once)."""
+        train, evals, index = [], [], self.train_log.lines
+        for sample, g in zip(samples, graded, strict=True):
+            response = sample.response if self.store_responses else None
+            sha1 = response_sha1(sample.response)
+            if sample.split == "eval":  # its step: the training steps completed
+                evals.append(log_row(self.step_at(index) - 1, sample.prompt_id, g, len(sample.response), "eval",
+                                     response, sha1))  # fmt: skip
+            else:
+                train.append(log_row(self.step_at(index), sample.prompt_id, g, len(sample.response), "train",
+                                     response, sha1))  # fmt: skip
+                index += 1
+        size, lines = self.train_log.size, self.train_log.lines
+        self.train_log.write_rows(train)
+        try:
+            self.eval_log.write_rows(evals)
+        except BaseException:
+            self.train_log.cut_back(size, lines)
+            raise
+        for i, g in enumerate(g for s, g in zip(samples, graded, strict=True) if s.split != "eval"):
+            self.counts["correct"] += g.correct
+            self.reward_sum += g.reward
+            self._step_progress(g, lines + i)
+        self.counts["train"] += len(train)
+        self.counts["eval"] += len(evals)
+        self.counts["fallbacks"] += sum(s.fallback for s in samples)
+        self._count_rate(len(samples))
 
-    def _step_progress(self, graded) -> None:
-        """One printed line per completed training step (never per sample)."""
+    def _step_progress(self, graded, index: int) -> None:
+        """One printed line per completed training step (never per sample); `index` is the sample's line."""
         totals = self.step_totals
         totals[0] += 1
         totals[1] += graded.reward
         totals[2] += graded.correct
         totals[3] += graded.timed_out
-        step = self.step_at(self.train_log.lines - 1)
-        if self.step_at(self.train_log.lines) != step:  # the sample just logged was its step's last
+        step = self.step_at(index)
+        if self.step_at(index + 1) != step:  # the sample just logged was its step's last
             n, reward, correct, timeouts = totals
             print(f"step {step} logged: {n} samples, reward mean {reward / n:.3f}, accuracy {correct / n:.3f}, "
                   f"{timeouts} timeouts", flush=True)  # fmt: skip
             self.step_totals = [0, 0.0, 0, 0]
 
-    def _count_rate(self) -> None:
+    def _count_rate(self, samples: int) -> None:
         now = int(time.monotonic())
         if self.recent and self.recent[-1][0] == now:
-            self.recent[-1][1] += 1
+            self.recent[-1][1] += samples
         else:
-            self.recent.append([now, 1])
+            self.recent.append([now, samples])
             while self.recent[0][0] <= now - RATE_WINDOW_S:
                 self.recent.popleft()
 
@@ -237,7 +274,8 @@ class Recorder:
         recent = sum(n for t, n in self.recent if t > time.monotonic() - RATE_WINDOW_S)
         samples = self.counts["train"] + self.counts["eval"]
         return {
-            **{k: self.counts[k] for k in ("requests", "rejected", "failed")},
+            **{k: self.counts[k] for k in ("requests", "rejected", "failed", "client_gone")},
+            "grading": self.grading,
             "samples": samples,
             "train_samples": self.counts["train"],
             "eval_samples": self.counts["eval"],
@@ -256,6 +294,19 @@ class Recorder:
 # ---- The HTTP layer -----------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Limits:
+    """What one client can hold; the connection counters are kept by GuardedHTTP, shown in /stats."""
+
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    max_samples: int = MAX_SAMPLES_PER_REQUEST
+    max_connections: int = MAX_CONNECTIONS
+    max_header_bytes: int = MAX_HEADER_BYTES
+    header_timeout_s: float = HEADER_TIMEOUT_S
+    body_timeout_s: float = BODY_TIMEOUT_S
+    counts: dict = field(default_factory=lambda: dict.fromkeys(("busy", "header_timeouts", "headers_too_large"), 0))
+
+
 async def read_body(request, limit: int) -> bytes:
     """The request body, refusing more than `limit` bytes (declared or streamed) with 413."""
     declared = request.headers.get("content-length", "")
@@ -270,39 +321,90 @@ async def read_body(request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(pool: GradingPool, recorder: Recorder, token: str | None, max_request_bytes: int):
+async def read_samples(request, limits: Limits) -> list[Sample]:
+    """The request's samples; a body slower than the limit gets 408, a large one is parsed off the event loop."""
+    try:
+        body = await asyncio.wait_for(read_body(request, limits.max_request_bytes), limits.body_timeout_s)
+    except asyncio.TimeoutError:
+        raise PayloadError(408, f"the request body did not arrive within {limits.body_timeout_s:g} s") from None
+    if len(body) > PARSE_IN_THREAD_BYTES:
+        return await asyncio.to_thread(parse_payload, body, limits.max_samples)
+    return parse_payload(body, limits.max_samples)
+
+
+async def _client_gone(receive) -> None:
+    """Returns when the client has closed its connection (after the body, the server's receive waits for that)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def grade_unless_gone(pool: GradingPool, samples: list[Sample], receive) -> list | None:
+    """The samples graded, or None when the client left first: its samples not yet graded are dropped, and
+    nothing of it may be logged, since OpenRLHF sends the same sample again after a timeout."""
+    futures = pool.submit_many((s.response, s.answer) for s in samples)
+    grading = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+    gone = asyncio.ensure_future(_client_gone(receive))
+    try:
+        await asyncio.wait({grading, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if gone.done() and not gone.cancelled():
+        grading.cancel()
+        return None
+    try:
+        return grading.result()
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+
+
+def create_app(pool: GradingPool, recorder: Recorder, token: str | None, limits: Limits | None = None):
     # fastapi is imported here, not at the top, so that reward_func.py can reuse the request core above
     # without the web stack
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
+    limits = limits or Limits()
     app = FastAPI(title="limr reward server", docs_url=None, redoc_url=None, openapi_url=None)
 
     def allowed(request: Request) -> bool:
         return authorized(request.headers.get("authorization"), request.query_params.get("token"), token)
 
-    def refuse(status: int, message: str, counter: str) -> JSONResponse:
+    def refuse(status: int, message: str, counter: str, close: bool = False) -> JSONResponse:
         recorder.counts[counter] += 1
         if recorder.counts["rejected"] + recorder.counts["failed"] <= SHOWN_REJECTIONS:
             print(f"warning: answered {status}: {message}", file=sys.stderr, flush=True)
-        return JSONResponse({"error": message}, status_code=status)
+        # close: the rest of a refused body is not read (an unauthenticated client costs nothing more)
+        return JSONResponse({"error": message}, status_code=status, headers={"connection": "close"} if close else None)
 
     @app.post("/get_reward")
     async def get_reward(request: Request):
         if not allowed(request):
-            return refuse(401, "missing or wrong token (Authorization: Bearer TOKEN, or ?token=TOKEN)", "rejected")
+            return refuse(
+                401, "missing or wrong token (Authorization: Bearer TOKEN, or ?token=TOKEN)", "rejected", True
+            )
+        recorder.grading += 1
         try:
-            samples = parse_payload(await read_body(request, max_request_bytes))
+            return await answer(request)
+        finally:
+            recorder.grading -= 1
+
+    async def answer(request: Request):
+        try:
+            samples = await read_samples(request, limits)
         except PayloadError as e:
-            return refuse(e.status, str(e), "rejected")
+            return refuse(e.status, str(e), "rejected", close=True)
         try:
-            graded = await asyncio.gather(*(asyncio.wrap_future(pool.submit(s.response, s.answer)) for s in samples))
-        except RuntimeError as e:  # the pool gives up when its workers keep dying at start
+            graded = await grade_unless_gone(pool, samples, request.receive)
+        except RuntimeError as e:  # no worker could grade (they keep dying, or cannot start): the client retries
             return refuse(503, f"grading failed: {e}", "failed")
+        if graded is None:
+            recorder.counts["client_gone"] += 1
+            return JSONResponse({"error": "the client closed the connection"}, status_code=400)
         try:
-            for sample, g in zip(samples, graded, strict=True):
-                recorder.record(sample, g)
-        except OSError as e:  # disk full: the client retries; the log keeps only whole lines
+            recorder.record(samples, graded)  # no await since the check above: the client was there just now
+        except OSError as e:  # disk full: the client retries; the logs are as they were before this request
             return refuse(500, f"could not write the rollout log: {e}", "failed")
         recorder.counts["requests"] += 1
         return JSONResponse(reply(graded))
@@ -310,15 +412,101 @@ def create_app(pool: GradingPool, recorder: Recorder, token: str | None, max_req
     @app.get("/health")
     async def health():
         step = recorder.step_at(recorder.train_log.lines)
-        return {"status": "ok", "workers": pool.workers, "grader": pool.mode, "step": step}
+        body = {"status": "ok", "workers": pool.workers, "grader": pool.mode, "step": step}
+        if not pool.healthy:  # a worker cannot be started: requests would fail with 503
+            return JSONResponse({**body, "status": "unhealthy", "error": pool.broken or "a grading thread ended"},
+                                status_code=503)  # fmt: skip
+        return body
 
     @app.get("/stats")
     async def stats(request: Request):
         if not allowed(request):
-            return JSONResponse({"error": "missing or wrong token"}, status_code=401)
-        return recorder.stats(pool.timeouts)
+            return JSONResponse({"error": "missing or wrong token"}, status_code=401, headers={"connection": "close"})
+        return {**recorder.stats(pool.timeouts), **{f"connections_{k}": v for k, v in limits.counts.items()}}
 
     return app
+
+
+def _raw_reply(status: str, message: str) -> bytes:
+    """A whole HTTP response written straight to the socket, for connections refused before any request."""
+    body = json.dumps({"error": message}).encode()
+    head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    return head.encode() + body
+
+
+def guarded_protocol(kind: str, limits: Limits):
+    """uvicorn's HTTP protocol (httptools or h11) with what uvicorn 0.54 lacks (read in protocols/http/*_impl.py):
+    it closes kept-alive connections after timeout_keep_alive, but arms no timer before a connection's first
+    request nor while headers trickle in, caps headers only with h11 (h11_max_incomplete_event_size), and its
+    limit_concurrency counts idle connections too and answers a bare 503. This adds a header deadline, a header
+    size cap for both, and a connection cap answered with a JSON 503 before any parsing: each costs microseconds."""
+    if kind == "h11":
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base
+    else:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+
+    class GuardedHTTP(Base):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._header_bytes, self._deadline, self._refused = 0, None, False
+            if len(self.connections) > limits.max_connections:
+                limits.counts["busy"] += 1
+                message = f"server busy: {limits.max_connections} connections open (--max_connections); retry"
+                self._refuse("503 Service Unavailable", message)
+                return
+            self._await_headers()
+
+        def _refuse(self, status: str, message: str) -> None:
+            """Answer, stop reading (what still arrives is dropped unparsed), and close once the client has read
+            the answer or after LINGER_S: closing at once, with its data unread, would send a reset that can destroy
+            the answer before the client reads it."""
+            self._refused = True
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self.transport.write(_raw_reply(status, message))
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self._deadline = self.loop.call_later(LINGER_S, self.transport.close)
+
+        def _await_headers(self) -> None:
+            self._header_bytes = 0
+            self._deadline = self.loop.call_later(limits.header_timeout_s, self._header_timeout)
+
+        def _header_timeout(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                limits.counts["header_timeouts"] += 1
+                self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return
+            cycle = self.cycle
+            super().data_received(data)
+            if self.cycle is not cycle:  # a request's headers are complete
+                self._header_bytes = 0
+                if self._deadline is not None:
+                    self._deadline.cancel()
+                    self._deadline = None
+            elif self._deadline is not None and not self.transport.is_closing():  # still in the headers
+                self._header_bytes += len(data)
+                if self._header_bytes > limits.max_header_bytes:
+                    limits.counts["headers_too_large"] += 1
+                    self._refuse(
+                        "431 Request Header Fields Too Large", f"request headers over {limits.max_header_bytes} bytes"
+                    )
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self._deadline is None and not self._refused:
+                self._await_headers()  # the next request's headers: same deadline as the first's
+
+        def connection_lost(self, exc) -> None:
+            if getattr(self, "_deadline", None) is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
+
+    return GuardedHTTP
 
 
 # ---- The command line ---------------------------------------------------------------------------------------------
@@ -329,32 +517,43 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="\n\n".join(__doc__.split("\n\n")[:2]), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other nodes (then set --token)")
-    p.add_argument("--port", type=int, default=5000, help="0 picks a free port (printed at start)")
+    p.add_argument("--port", type=int_in(0, 65535), default=5000, help="0 picks a free port (printed at start)")
     p.add_argument("--rollout_log", required=True, help="training rollout log (JSONL), appended to and resumed")
     p.add_argument("--eval_log", help="evaluation rows (default: rollouts.eval.jsonl beside --rollout_log)")
-    p.add_argument("--samples_per_step", type=int, required=True,
+    p.add_argument("--samples_per_step", type=int_in(1), required=True,
                    help="rollout batch x samples per prompt (paper: 1,024 x 8 = 8,192)")  # fmt: skip
-    p.add_argument("--samples_per_epoch", type=int,
+    p.add_argument("--samples_per_epoch", type=int_in(1),
                    help="prompts x samples per prompt: steps restart at each pass over the prompts, as OpenRLHF "
                         "0.11 keeps each pass's last partial batch (MATH-8k: 8,523 x 8 = 68,184, 9 steps a pass)")  # fmt: skip
     p.add_argument("--grader", choices=MODES, default="default", help="limr: the release's reward, bug for bug")
-    p.add_argument("--workers", type=int, help="grading processes (default: the CPU cores this process may use)")
-    p.add_argument("--hard_limit", type=float, default=HARD_LIMIT_S, help="seconds per response before it is wrong")
+    p.add_argument(
+        "--workers", type=int_in(1, 4096), help="grading processes (default: the CPU cores this process may use)"
+    )
+    p.add_argument("--hard_limit", type=float_in(0, 3600, low_open=True), default=HARD_LIMIT_S,
+                   help="seconds per response before it is wrong")  # fmt: skip
     p.add_argument("--store_responses", action="store_true", help="also log each response's text")
     p.add_argument("--token", default=os.environ.get("LIMR_REWARD_TOKEN"),
                    help="require this bearer token (default: $LIMR_REWARD_TOKEN)")  # fmt: skip
-    p.add_argument("--max_request_bytes", type=int, default=MAX_REQUEST_BYTES, help="larger requests get 413")
+    p.add_argument("--max_request_bytes", type=int_in(1), default=MAX_REQUEST_BYTES, help="larger requests get 413")
+    p.add_argument("--max_samples_per_request", type=int_in(1), default=MAX_SAMPLES_PER_REQUEST,
+                   help="more get 413 (OpenRLHF sends one)")  # fmt: skip
+    p.add_argument("--max_connections", type=int_in(1), default=MAX_CONNECTIONS,
+                   help="open connections; more get 503 (lowered to fit the open-file limit)")  # fmt: skip
+    p.add_argument("--header_timeout", type=float_in(0, 30, low_open=True), default=HEADER_TIMEOUT_S,
+                   help="seconds a connection has to send its request line and headers before it is closed")  # fmt: skip
+    p.add_argument("--http", choices=("httptools", "h11"), default=_default_http(),
+                   help="uvicorn's HTTP parser (default: httptools when installed)")  # fmt: skip
     args = p.parse_args(argv)
-    if args.samples_per_step < 1 or (args.workers is not None and args.workers < 1) or args.hard_limit <= 0:
-        p.error("--samples_per_step and --workers must be >= 1 and --hard_limit > 0")
-    if args.samples_per_epoch is not None and args.samples_per_epoch < 1:
-        p.error("--samples_per_epoch must be >= 1")
     if args.eval_log is None:
         log = Path(args.rollout_log)
         args.eval_log = str(log.with_name(log.name.removesuffix(".jsonl") + ".eval.jsonl"))
     if Path(args.eval_log).resolve() == Path(args.rollout_log).resolve():
         p.error("--eval_log must differ from --rollout_log")
     return args
+
+
+def _default_http() -> str:
+    return "httptools" if importlib.util.find_spec("httptools") else "h11"
 
 
 def open_logs(args) -> tuple[RolloutLog, RolloutLog]:
@@ -377,12 +576,33 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(app, sock: socket.socket) -> None:
+def fit_open_files(max_connections: int, workers: int) -> int:
+    """Raise this process's open-file limit to fit the connections (up to the hard limit); returns how many
+    connections fit. Out of file handles, a grading worker cannot be restarted."""
+    reserve = 64 + 4 * workers  # logs, the listening socket, the workers' pipes, the forkserver
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_connections + reserve
+    if soft != resource.RLIM_INFINITY and soft < want:
+        soft = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return max_connections
+    fit = max(1, soft - reserve)
+    print(f"warning: the open-file limit ({soft}) fits {fit} connections, not --max_connections {max_connections}; "
+          "raise it with ulimit -n", file=sys.stderr)  # fmt: skip
+    return fit
+
+
+def serve(app, sock: socket.socket, http: str = "httptools", limits: Limits | None = None) -> None:
     """Run uvicorn until SIGTERM / SIGINT; it then stops accepting and lets in-flight requests finish."""
     import uvicorn
 
+    limits = limits or Limits()
+    # h11's own cap on an incomplete request (it answers 400) stays above ours, so both parsers answer 431
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=GRACEFUL_S)  # fmt: skip
+                            timeout_graceful_shutdown=GRACEFUL_S, timeout_keep_alive=KEEP_ALIVE_S,
+                            http=guarded_protocol(http, limits),
+                            h11_max_incomplete_event_size=limits.max_header_bytes + (1 << 20))  # fmt: skip
     # uvicorn catches SIGTERM / SIGINT itself, shuts down gracefully, then raises the signal again to run the
     # handler it found: this one, which makes that a normal return (exit code 0, logs closed by the caller)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -416,15 +636,21 @@ def main(argv=None) -> int:
     except (DataError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    pool = GradingPool(workers=args.workers or usable_cores(), hard_limit_s=args.hard_limit, mode=args.grader)
+    workers = args.workers or usable_cores()
+    connections = fit_open_files(args.max_connections, workers)
+    limits = Limits(
+        args.max_request_bytes, args.max_samples_per_request, connections, header_timeout_s=args.header_timeout
+    )
+    # batch=1: each worker takes one response at a time, round-robin over the requests waiting (no head-of-line)
+    pool = GradingPool(workers=workers, hard_limit_s=args.hard_limit, mode=args.grader, batch=1)
     recorder = Recorder(train_log, eval_log, args.samples_per_step, args.store_responses, args.samples_per_epoch)
-    app = create_app(pool, recorder, args.token, args.max_request_bytes)
+    app = create_app(pool, recorder, args.token, limits)
     port = sock.getsockname()[1]
     print(f"reward server: http://{args.host}:{port}/get_reward, {pool.workers} grading workers ({args.grader}), "
           f"log {train_log.path} from line {train_log.lines} (step {recorder.step_at(train_log.lines)}),"
           f" eval log {eval_log.path}", flush=True)  # fmt: skip
     try:
-        serve(app, sock)
+        serve(app, sock, args.http, limits)
     finally:
         pool.close()
         train_log.close()
