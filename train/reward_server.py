@@ -18,9 +18,14 @@ partial batch: MATH-8k takes 9 steps a pass, and the log's steps then equal Open
 from the log's line count after a restart. Evaluation rows (label split "eval") go to --eval_log and do not
 advance the step; their `step` is the number of training steps completed when they arrived.
 
-Also: GET /health (200 once the grading pool is up), GET /stats, a bearer token for `--host 0.0.0.0` (OpenRLHF
-cannot send headers, so it also passes in the URL: .../get_reward?token=TOKEN or http://limr:TOKEN@host:port/...), a
-request size limit, 4xx with a message for bad input, and a clean stop on SIGTERM / SIGINT with the logs flushed.
+A request's lines are written all or none, and not at all when its client has closed the connection first
+(OpenRLHF sends the sample again after a timeout). Responses are graded round-robin across the requests waiting.
+
+Also: GET /health (200 once the grading pool is up, 503 while it cannot grade), GET /stats, a bearer token for
+`--host 0.0.0.0` (OpenRLHF cannot send headers, so it also passes in the URL: .../get_reward?token=TOKEN or
+http://limr:TOKEN@host:port/...), limits on what one client can hold (connections, header size and time, body size
+and time, samples per request: train/README.md), 4xx with a message for bad input, and a clean stop on SIGTERM /
+SIGINT with the logs flushed.
 """
 
 import argparse
@@ -63,6 +68,7 @@ HEADER_TIMEOUT_S = 10.0  # a connection must send its request line and headers w
 BODY_TIMEOUT_S = 60.0  # a body must arrive within this, or 408
 KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this (uvicorn's timeout_keep_alive)
 LINGER_S = 1.0  # a refused connection is closed this long after its answer, unless the client closes first
+DROP_BYTES = 1 << 20  # ... or once it has sent this much more
 PARSE_IN_THREAD_BYTES = 256 << 10  # larger bodies are parsed on a thread, between the event loop's turns
 
 
@@ -207,7 +213,7 @@ class Recorder:
         self.counts = dict.fromkeys(
             ("requests", "rejected", "failed", "client_gone", "train", "eval", "correct", "fallbacks"), 0
         )
-        self.grading = 0  # requests between their body and their reply
+        self.grading = 0  # requests whose samples are queued or being graded
         self.reward_sum = 0.0
         self.step_totals = [0, 0.0, 0, 0]  # samples, reward sum, correct, timeouts of the step in progress
         self.recent: deque = deque()  # (second, samples) over the last RATE_WINDOW_S, for samples per second
@@ -384,21 +390,17 @@ def create_app(pool: GradingPool, recorder: Recorder, token: str | None, limits:
             return refuse(
                 401, "missing or wrong token (Authorization: Bearer TOKEN, or ?token=TOKEN)", "rejected", True
             )
-        recorder.grading += 1
-        try:
-            return await answer(request)
-        finally:
-            recorder.grading -= 1
-
-    async def answer(request: Request):
         try:
             samples = await read_samples(request, limits)
         except PayloadError as e:
             return refuse(e.status, str(e), "rejected", close=True)
+        recorder.grading += 1  # in the same turn of the event loop as the samples reach the pool's queue
         try:
             graded = await grade_unless_gone(pool, samples, request.receive)
         except RuntimeError as e:  # no worker could grade (they keep dying, or cannot start): the client retries
             return refuse(503, f"grading failed: {e}", "failed")
+        finally:
+            recorder.grading -= 1
         if graded is None:
             recorder.counts["client_gone"] += 1
             return JSONResponse({"error": "the client closed the connection"}, status_code=400)
@@ -460,7 +462,7 @@ def guarded_protocol(kind: str, limits: Limits):
             """Answer, stop reading (what still arrives is dropped unparsed), and close once the client has read
             the answer or after LINGER_S: closing at once, with its data unread, would send a reset that can destroy
             the answer before the client reads it."""
-            self._refused = True
+            self._refused, self._dropped = True, 0
             if self._deadline is not None:
                 self._deadline.cancel()
             self.transport.write(_raw_reply(status, message))
@@ -479,7 +481,10 @@ def guarded_protocol(kind: str, limits: Limits):
                 self.transport.close()
 
         def data_received(self, data: bytes) -> None:
-            if self._refused:
+            if self._refused:  # dropped unparsed; a client that keeps sending after its answer is cut off
+                self._dropped += len(data)
+                if self._dropped > DROP_BYTES:
+                    self.transport.close()
                 return
             cycle = self.cycle
             super().data_received(data)
