@@ -125,7 +125,11 @@ BAD_BODIES = [
         422,
         "labels[0]: the label is JSON nested",
     ),
-    (_payload(query=["q"] * 65, prompts=["p"] * 65, labels=["5"] * 65), 413, "65 samples in one request; at most 64"),
+    (
+        _payload(query=["q"] * 1025, prompts=["p"] * 1025, labels=["5"] * 1025),
+        413,
+        "1025 samples in one request; at most 1024",
+    ),
 ]
 
 
@@ -1045,7 +1049,7 @@ def test_too_many_samples_in_one_request_cost_nothing(token_server):
     body = json.dumps({"query": ["x"] * 20_000, "labels": ["5"] * 20_000}).encode()
     before = len(read_log(token_server.log)) if token_server.log.exists() else 0
     status, reply = request(token_server.port, "POST", "/get_reward?token=s3cret", body)
-    assert status == 413 and "at most 64" in reply["error"]
+    assert status == 413 and "at most 1024" in reply["error"]
     assert (len(read_log(token_server.log)) if token_server.log.exists() else 0) == before
 
 

@@ -60,8 +60,9 @@ RATE_WINDOW_S = 60  # samples per second is measured over the last minute
 
 # What one client can hold (README "Limits"). OpenRLHF 0.11.2 sends one sample per request on a new connection
 # and retries a failed request 4 times, 1 s apart (openrlhf/utils/agent.py, _fetch_rewards_via_http).
-MAX_SAMPLES_PER_REQUEST = 64  # more in one request get 413: a request's grading time stays bounded
-MAX_REQUEST_BYTES = 4 << 20  # one sample is ~20 KB (4,096 tokens); 64 of 60 KB still fit
+# more samples in one request get 413, before any is parsed further: OpenRLHF sends one, mini/'s TRL loop up to 512
+MAX_SAMPLES_PER_REQUEST = 1024
+MAX_REQUEST_BYTES = 4 << 20  # one OpenRLHF sample is ~20 KB (4,096 tokens)
 MAX_CONNECTIONS = 4096  # open connections; the next ones get 503 at once (the open-file limit is raised to fit)
 MAX_HEADER_BYTES = 64 << 10  # request line and headers; more gets 431 (OpenRLHF sends ~200 bytes)
 HEADER_TIMEOUT_S = 10.0  # a connection must send its request line and headers within this, or it is closed
@@ -148,7 +149,7 @@ def parse_payload(body: bytes, max_samples: int = MAX_SAMPLES_PER_REQUEST) -> li
         raise PayloadError(422, f"expected a JSON object with 'query', 'prompts', 'labels'; got {type(data).__name__}")
     if isinstance(data.get("query"), list) and len(data["query"]) > max_samples:
         raise PayloadError(413, f"{len(data['query'])} samples in one request; at most {max_samples} "
-                                "(--max_samples_per_request; OpenRLHF sends one)")  # fmt: skip
+                                "(--max_samples_per_request)")  # fmt: skip
     queries, labels = _string_list(data, "query"), _string_list(data, "labels")
     prompts = _string_list(data, "prompts", optional=True) or [None] * len(queries)
     if not len(queries) == len(prompts) == len(labels):
@@ -541,7 +542,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="require this bearer token (default: $LIMR_REWARD_TOKEN)")  # fmt: skip
     p.add_argument("--max_request_bytes", type=int_in(1), default=MAX_REQUEST_BYTES, help="larger requests get 413")
     p.add_argument("--max_samples_per_request", type=int_in(1), default=MAX_SAMPLES_PER_REQUEST,
-                   help="more get 413 (OpenRLHF sends one)")  # fmt: skip
+                   help="more get 413 (OpenRLHF sends one, the miniature's TRL loop up to 512)")  # fmt: skip
     p.add_argument("--max_connections", type=int_in(1), default=MAX_CONNECTIONS,
                    help="open connections; more get 503 (lowered to fit the open-file limit)")  # fmt: skip
     p.add_argument("--header_timeout", type=float_in(0, 30, low_open=True), default=HEADER_TIMEOUT_S,
