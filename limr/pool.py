@@ -5,7 +5,9 @@ interrupt sympy while it sits in C (say, expanding `10^{10^{10^{10}}}`). So each
 worker process, one at a time, and a worker that overruns the limit is killed and replaced; the response
 gets the timeout reward (wrong answer; in the release-faithful "limr" mode a format error, as the release's
 2 s alarm gave). One dispatcher thread per worker keeps the caller's thread free, so the same pool serves a
-batch CLI (`map`) and an asyncio server (`submit` returns a `concurrent.futures.Future`).
+batch CLI (`map`) and an asyncio server (`submit` returns a `concurrent.futures.Future`). Submissions (one
+request's responses, or one `map`) share the workers round-robin. Every future ends: a worker that cannot be
+replaced (out of file handles, say) fails its responses with RuntimeError, and `healthy` is False until one starts.
 
     with GradingPool(workers=2) as pool:
         results = pool.map([(response, answer), ...])
@@ -124,6 +126,8 @@ class GradingPool:
     ):
         if mode not in MODES:
             raise ValueError(f"unknown grader mode {mode!r}; expected one of {MODES}")
+        if workers is not None and workers < 0:
+            raise ValueError(f"workers must be >= 1 (or 0 / None for one per CPU core), got {workers}")
         if not (math.isfinite(hard_limit_s) and hard_limit_s > 0):
             raise ValueError(f"hard_limit_s must be a finite number of seconds > 0, got {hard_limit_s}")
         self.workers = workers or os.cpu_count() or 1

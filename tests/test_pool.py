@@ -250,3 +250,9 @@ def test_an_empty_submission_is_no_task():
 def test_a_hard_limit_that_is_not_a_positive_number_is_refused(limit):
     with pytest.raises(ValueError, match="hard_limit_s"):
         GradingPool(workers=1, hard_limit_s=limit)
+
+
+def test_a_negative_worker_count_is_refused():
+    # it started no dispatcher at all, and every response waited forever
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        GradingPool(workers=-1)

@@ -357,6 +357,9 @@ async def grade_unless_gone(pool: GradingPool, samples: list[Sample], receive) -
         gone.cancel()
     if gone.done() and not gone.cancelled():
         grading.cancel()
+        for task in (gone, grading):  # retrieve any error, so that asyncio does not log it as lost
+            if task.done() and not task.cancelled():
+                task.exception()
         return None
     try:
         return grading.result()
