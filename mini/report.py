@@ -144,3 +144,28 @@ def beside(result: dict, committed: dict, titles: dict[str, str]) -> str:
                 lines.append(f"  {run:7} {titles[b]:20} {ci.estimate:5.1f} | {est:5.1f} [{low:.1f}, {high:.1f}] | "
                              f"{min(seeds):.1f}..{max(seeds):.1f}")  # fmt: skip
     return "\n".join(lines)
+
+
+def plot(facts: dict, scores: dict[int, list[float]], path: Path) -> None:
+    """Stage 1's training accuracy by epoch (each seed, and their mean) and LIM's score distribution with θ."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    curves = [f["stage1_epoch_accuracy"] for f in facts.values()]
+    for seed, curve in zip(facts, curves, strict=True):
+        left.plot(range(1, len(curve) + 1), curve, color="0.7", lw=1, label=f"seed {seed}")
+    n = min(map(len, curves))
+    left.plot(range(1, n + 1), np.mean([c[:n] for c in curves], axis=0), color="C0", lw=2.5, label="mean")
+    left.set(xlabel="stage-1 epoch", ylabel="training accuracy (T 1.0)", title="stage 1: average learning curve")
+    left.legend(fontsize=8)
+    pooled = [s for v in scores.values() for s in v]
+    right.hist(np.clip(pooled, -2, 1), bins=30, color="C1")
+    right.axvline(THETA, color="k", ls="--", label=f"θ {THETA}: keeps {np.mean(np.array(pooled) >= THETA):.0%}")
+    right.set(xlabel="LIM score (clipped at -2)", ylabel="prompts (all seeds)", title="LIM scores of the pool")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

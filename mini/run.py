@@ -189,6 +189,8 @@ def write_report(out: Path, cfg: dict, size: str, seed_dirs: dict, facts: dict, 
     body = {"size": size, **report.as_json(result), "questions": questions, "facts": facts, "seconds": times}
     write_json(out / "report.json", body)
     (out / "report.md").write_text(text)
+    scores = {s: [x["score"] for x in read_json(d / "select" / "lim.scores.json")] for s, d in seed_dirs.items()}
+    report.plot(facts, scores, out / "stage1_and_lim.png")
     print(f"\n{text}", flush=True)
     committed = STUDY.get(size)
     if committed and committed.is_file() and len(seed_dirs) == 1:
