@@ -94,7 +94,7 @@ def as_json(result: dict) -> dict:
 def markdown(result: dict, facts: dict[int, dict], questions: dict[str, int], titles: dict[str, str]) -> str:
     benches, primary, seeds = result["benches"], result["primary"], result["seeds"]
     lines = [f"Seeds {', '.join(map(str, seeds))}; held-out accuracy %, mean over seeds [95% interval: bootstrap "
-             "over questions and samples, seeds as strata]; per-seed values in brackets after it. Primary metric: "
+             "over questions and samples, seeds as strata]; per-seed values in parentheses after it. Primary metric: "
              f"{titles[primary]}.", "",
              "| run | #prompts | " + " | ".join(titles[b] for b in benches) + " |",
              "|---|---:|" + "---:|" * len(benches)]  # fmt: skip
