@@ -149,3 +149,28 @@ def test_optimizer_gives_the_final_norm_gain_its_own_rate():
     assert {id(p) for p in rest["params"]}.isdisjoint({id(model.model.norm.weight)})
     sched.step()
     assert [g["lr"] for g in opt.param_groups] == [1e-1, 2e-5]  # constant
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--workers", "0"], "argument --workers: 0 is out of range"),
+        (["--seeds", "0,-1"], "argument --seeds: -1 is out of range"),
+        (["--seeds", "0,x"], "argument --seeds: 'x' is not an integer"),
+        (["--seeds", "1,1"], "argument --seeds: '1,1' repeats a seed"),
+        (["--lim_threshold", "nan"], "argument --lim_threshold: nan is out of range"),
+        (["--size", "huge"], "argument --size: invalid choice"),
+    ],
+)
+def test_run_refuses_bad_flags_before_any_work(flags, message, capsys):
+    from mini.run import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(flags)
+    assert exit_.value.code == 2 and f"error: {message}" in capsys.readouterr().err
+
+
+def test_run_parses_seeds():
+    from mini.run import parse_args
+
+    assert parse_args([]).seeds == [0] and parse_args(["--seeds", "2, 0,1"]).seeds == [2, 0, 1]
