@@ -1,4 +1,4 @@
-"""python mini/run.py [--size tiny|default|gpu] [--out outputs/mini] [--seed 0] [--overwrite]
+"""python mini/run.py [--size tiny|default|gpu] [--out outputs/mini] [--seeds 0[,1,...]] [--overwrite]
 
 The whole LIMR loop in miniature, with the cluster path's own parts at every hand-off:
   1. tasks      a seeded synthetic arithmetic family (mini/tasks.py): training pool, held-out test set, warm-up set,
@@ -9,11 +9,13 @@ The whole LIMR loop in miniature, with the cluster path's own parts at every han
   4. selection  lim_selection.py on that rollout log: LIM, RAND and LINEAR of one size, the paper's share of the
                 pool (1,389 / 8,523, in whole steps), or LIM at --lim_threshold and the others of its size;
   5. stage 2    GRPO again from the warm-up checkpoint on FULL, LIMR, RAND and LINEAR with equal compute (same
-                steps, prompts per step and samples per prompt), checkpoints every few steps;
-  6. eval       bash eval/eval.sh (transformers backend) on every checkpoint and on the warm-up model, held-out set;
-  7. report     eval/summarize.py: a Table 2-like table and accuracy-vs-step curves (summary.md, curves.png).
-Sizes: tiny (CI, a few minutes), default (under 10 minutes on 2 CPU cores), gpu (one GPU). Deterministic for a
-seed on one machine.
+                steps, prompts per step and samples per prompt);
+  6. eval       bash eval/eval.sh (transformers backend) on each run's checkpoint and on the warm-up model: the
+                held-out set greedy, 4 samples at T 0.4 (the primary metric) and 4 at the training temperature;
+  7. report     eval/summarize.py (summary.md, curves.png), then mini/report.py: report.md with 95% intervals.
+With several --seeds each seed runs into <out>/seed<N>/ and report.md covers them all: means over seeds and paired
+differences, each with its interval. Sizes: tiny (CI, a few minutes), default (make demo, 2 CPU cores), gpu (one
+GPU, torch only). Deterministic for a seed on one machine.
 """
 
 from __future__ import annotations

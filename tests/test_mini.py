@@ -111,9 +111,10 @@ def test_stage1_rollout_log_feeds_lim_selection(run_dir, subsets):
 def test_stage1_learns(run_dir):
     """The RL engine works: mean training accuracy over stage 1's last epoch beats its first by at least 0.1.
 
-    Measured with seed 0 on one machine: 0.xx -> 0.yy. Floating point differs between CPUs, so the sampled
-    responses differ too, but not the trend: the margin is a fraction of the rise, and the warm-up and tasks are
-    seeded."""
+    Measured with seed 0 on one machine: 0.23 -> 0.44 over the 4 epochs (0.23, 0.35, 0.40, 0.44). Floating point
+    differs between CPUs, so the sampled responses differ too, but not the trend (the final norm's gain sharpens
+    the policy within a few steps): the margin is half the rise measured, each epoch's mean is over 512 samples
+    (standard error ~0.02), and the tasks and warm-up are seeded."""
     rows = read_jsonl(run_dir / "rollouts" / "stage1.jsonl")
     per_epoch = len(rows) // CFG["epochs"]
     first, last = (sum(r["correct"] for r in part) / per_epoch for part in (rows[:per_epoch], rows[-per_epoch:]))
