@@ -56,7 +56,15 @@ def seed_facts(out: Path, stage1_epochs: list[float]) -> dict:
         mixes[run] = level_mix([by_id[c["id"]] for c in read_json(out / "select" / f"{method}.json")])
     quartiles = np.percentile(scores, [10, 25, 50, 75, 90]).round(3).tolist()
     return {"stage1_epoch_accuracy": stage1_epochs, "lim_scores": len(scores), "lim_score_deciles": quartiles,
-            "lim_kept_at_theta": sum(s >= THETA for s in scores), "levels": mixes}  # fmt: skip
+            "lim_kept_at_theta": sum(s >= THETA for s in scores), "lim_score_never_solved": never_solved(out),
+            "levels": mixes}  # fmt: skip
+
+
+def never_solved(out: Path) -> float:
+    """LIM's score of a prompt never solved, 1 - Σ r_avg² / Σ (1 - r_avg)², from the average curve: with a low
+    curve the denominator is large and even such a prompt passes θ; with the paper's (rising towards ~0.8) it fails."""
+    mean = np.array(read_json(out / "select" / "lim.report.json")["mean_curve"])
+    return round(float(1 - (mean**2).sum() / ((1 - mean) ** 2).sum()), 3)
 
 
 def fmt(ci: Interval, sign: bool = False) -> str:
@@ -121,7 +129,9 @@ def markdown(result: dict, facts: dict[int, dict], questions: dict[str, int], ti
         + ", ".join(f"{f['lim_kept_at_theta']} of {f['lim_scores']} (seed {s})" for s, f in facts.items())  # fmt: skip
         + "; score deciles (10/25/50/75/90%) "
         + "; ".join(f"seed {s}: {f['lim_score_deciles']}" for s, f in facts.items())
-        + ".",
+        + ". A prompt never solved would score "
+        + ", ".join(str(f["lim_score_never_solved"]) for f in facts.values())
+        + " (1 - Σ r_avg² / Σ (1 - r_avg)², from the average curve); one always solved, 0.",
         "",
     ]
     lines += ["Difficulty mix (prompts per level, seed " + str(seeds[0]) + "):", "",
