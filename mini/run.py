@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZES = {
     # pool, test: prompts; batch B prompts a step, group G samples a prompt; the pool and LIM's subset are whole steps.
     # RL: Adam at rl_lr on every weight but the final norm's gain, which gets gain_lr (mini/grpo.py: optimizer).
+    # eval_every: a stage-2 checkpoint every N steps, each evaluated under every protocol; None: the last one only.
     "tiny": dict(pool=64, test=64, warm=4000, sft_steps=700, sft_batch=32, sft_lr=3e-3, hidden=64, layers=2,
                  heads=4, batch=16, group=8, epochs=4, stage2_steps=12, eval_every=None, max_new=40, eval_samples=2,
                  temperature=1.0, rl_lr=2e-5, gain_lr=1e-1, device="cpu"),
@@ -43,7 +44,7 @@ SIZES = {
                     heads=4, batch=32, group=8, epochs=6, stage2_steps=32, eval_every=None, max_new=40, eval_samples=4,
                     temperature=1.0, rl_lr=2e-5, gain_lr=1e-1, device="cpu"),
     "gpu": dict(pool=2048, test=2000, warm=20000, sft_steps=2000, sft_batch=64, sft_lr=2e-3, hidden=256, layers=4,
-                heads=8, batch=64, group=8, epochs=10, stage2_steps=160, eval_every=40, max_new=40, eval_samples=4,
+                heads=8, batch=64, group=8, epochs=10, stage2_steps=160, eval_every=None, max_new=40, eval_samples=4,
                 temperature=1.0, rl_lr=1e-5, gain_lr=5e-2, device="cuda"),
 }  # fmt: skip
 SHARE = LIMR_SIZE / MATH8K_SIZE  # the paper kept 16% of its pool

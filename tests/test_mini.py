@@ -123,7 +123,8 @@ def test_stage1_learns(run_dir):
 
 def test_stage2_equal_compute_and_checkpoints(run_dir, subsets):
     steps = CFG["stage2_steps"]
-    saved = [steps]  # the last step's checkpoint, the one evaluated
+    every = CFG["eval_every"]
+    saved = [steps] if every is None else sorted({0, *range(every, steps + 1, every), steps})
     trained = [name for name in RUNS if len(subsets[name]) >= B]
     assert "full" in trained
     for name in trained:
