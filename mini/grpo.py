@@ -61,9 +61,9 @@ def optimizer(model, lr: float, gain_lr: float):
     """Adam with two rates: `gain_lr` for the final RMSNorm's gain, `lr` for every other weight.
 
     The final norm's gain multiplies every logit, so it acts as an inverse temperature; it carries the gradient's
-    clearest signal (signal-to-noise per step ~2 against 0.1-0.5 for other tensors, /work notes miniature-rl.md)
-    and sharpening is most of what RL can do at this scale. Adam moves each weight by about its rate per step, so one
-    rate for all either leaves the gain where it is (1e-4) or wrecks the rest with noise (1e-3).
+    clearest signal (signal-to-noise per step ~2 against 0.1-0.5 for other tensors), and sharpening is most of what
+    RL can do at this scale. Adam moves each weight by about its rate per step, so one rate for all either leaves the
+    gain where it is (1e-4) or wrecks the rest with noise (1e-3). mini/README.md, "Choices", has the measurements.
     """
     import torch
 
