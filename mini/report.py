@@ -78,14 +78,18 @@ def study(seed_dirs: dict[int, Path], runs: list[str], benches: list[str], prima
               for run in runs for b in benches}  # fmt: skip
     means = {run: {b: mean_ci(scores[run, b]).scaled(100) for b in benches} for run in runs}
     per_seed = {run: {b: [round(100 * m.mean(), 1) for m in scores[run, b]] for b in benches} for run in runs}
-    diffs = {}
+    diffs, per_seed_diffs = {}, {}
     for a, b in DIFFS:
         if a in runs and b in runs:
+            pairs = {bench: list(zip(scores[a, bench], scores[b, bench], strict=True)) for bench in benches}
             diffs[f"{a}-{b}"] = {
                 bench: paired_diff_ci(scores[a, bench], scores[b, bench]).scaled(100) for bench in benches
             }
+            per_seed_diffs[f"{a}-{b}"] = {
+                bench: [round(100 * (x.mean() - y.mean()), 1) for x, y in pairs[bench]] for bench in benches
+            }
     return {"seeds": list(seed_dirs), "benches": benches, "primary": primary, "means": means, "per_seed": per_seed,
-            "diffs": diffs}  # fmt: skip
+            "diffs": diffs, "per_seed_diffs": per_seed_diffs}  # fmt: skip
 
 
 def as_json(result: dict) -> dict:
@@ -114,10 +118,7 @@ def markdown(result: dict, facts: dict[int, dict], questions: dict[str, int], ti
               "|---|" + "---:|" * (len(benches) + 1)]  # fmt: skip
     for name, by_bench in result["diffs"].items():
         a, b = name.split("-")
-        per = [
-            round(x - y, 1)
-            for x, y in zip(result["per_seed"][a][primary], result["per_seed"][b][primary], strict=True)
-        ]
+        per = result["per_seed_diffs"][name][primary]
         cells = [fmt(by_bench[k], sign=True) + (" *" if excludes_zero(by_bench[k]) else "") for k in benches]
         lines.append(f"| {a} - {b} | " + " | ".join(cells) + f" | {', '.join(f'{x:+.1f}' for x in per)} |")
     curves = [f["stage1_epoch_accuracy"] for f in facts.values()]
