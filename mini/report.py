@@ -154,6 +154,13 @@ def beside(result: dict, committed: dict, titles: dict[str, str]) -> str:
                 seeds = committed["per_seed"][run][b]
                 lines.append(f"  {run:7} {titles[b]:20} {ci.estimate:5.1f} | {est:5.1f} [{low:.1f}, {high:.1f}] | "
                              f"{min(seeds):.1f}..{max(seeds):.1f}")  # fmt: skip
+    primary = result["primary"]
+    for name, by_bench in result["diffs"].items():
+        if name in committed.get("per_seed_diffs", {}):
+            est, low, high = committed["diffs"][name][primary]
+            seeds = committed["per_seed_diffs"][name][primary]
+            lines.append(f"  {name:15} {titles[primary]:20} {by_bench[primary].estimate:+5.1f} | {est:+5.1f} "
+                         f"[{low:+.1f}, {high:+.1f}] | {min(seeds):+.1f}..{max(seeds):+.1f}")  # fmt: skip
     return "\n".join(lines)
 
 
