@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OPENRLHF := openrlhf==0.11.2
 
-.PHONY: setup demo demo-tiny selection-demo test lint data bench clean
+.PHONY: setup demo demo-tiny demo-study selection-demo test lint data bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,9 @@ demo: setup
 
 demo-tiny: setup
 	$(PY) mini/run.py --size tiny --out outputs/mini-tiny --overwrite
+
+demo-study: setup
+	$(PY) mini/run.py --size default --seeds 0,1,2 --out outputs/mini-study --overwrite
 
 selection-demo: setup
 	$(PY) scripts/demo.py

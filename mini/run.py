@@ -1,4 +1,4 @@
-"""python mini/run.py [--size tiny|default|gpu] [--out outputs/mini] [--seed 0] [--overwrite]
+"""python mini/run.py [--size tiny|default|gpu] [--out outputs/mini] [--seeds 0[,1,...]] [--overwrite]
 
 The whole LIMR loop in miniature, with the cluster path's own parts at every hand-off:
   1. tasks      a seeded synthetic arithmetic family (mini/tasks.py): training pool, held-out test set, warm-up set,
@@ -9,11 +9,13 @@ The whole LIMR loop in miniature, with the cluster path's own parts at every han
   4. selection  lim_selection.py on that rollout log: LIM, RAND and LINEAR of one size, the paper's share of the
                 pool (1,389 / 8,523, in whole steps), or LIM at --lim_threshold and the others of its size;
   5. stage 2    GRPO again from the warm-up checkpoint on FULL, LIMR, RAND and LINEAR with equal compute (same
-                steps, prompts per step and samples per prompt), checkpoints every few steps;
-  6. eval       bash eval/eval.sh (transformers backend) on every checkpoint and on the warm-up model, held-out set;
-  7. report     eval/summarize.py: a Table 2-like table and accuracy-vs-step curves (summary.md, curves.png).
-Sizes: tiny (CI, a few minutes), default (under 10 minutes on 2 CPU cores), gpu (one GPU). Deterministic for a
-seed on one machine.
+                steps, prompts per step and samples per prompt);
+  6. eval       bash eval/eval.sh (transformers backend) on each run's checkpoint and on the warm-up model: the
+                held-out set greedy, 4 samples at T 0.4 (the primary metric) and 4 at the training temperature;
+  7. report     eval/summarize.py (summary.md, curves.png), then mini/report.py: report.md with 95% intervals.
+With several --seeds each seed runs into <out>/seed<N>/ and report.md covers them all: means over seeds and paired
+differences, each with its interval. Sizes: tiny (CI, a few minutes), default (make demo, 2 CPU cores), gpu (one
+GPU, torch only). Deterministic for a seed on one machine.
 """
 
 from __future__ import annotations
@@ -32,20 +34,28 @@ from limr.paper import LIMR_SIZE, MATH8K_SIZE
 ROOT = Path(__file__).resolve().parents[1]
 
 SIZES = {
-    # pool, test: prompts; batch B prompts a step, group G samples a prompt; the pool and LIM's subset are whole steps
+    # pool, test: prompts; batch B prompts a step, group G samples a prompt; the pool and LIM's subset are whole steps.
+    # RL: Adam at rl_lr on every weight but the final norm's gain, which gets gain_lr (mini/grpo.py: optimizer).
+    # eval_every: a stage-2 checkpoint every N steps, each evaluated under every protocol; None: the last one only.
     "tiny": dict(pool=64, test=64, warm=4000, sft_steps=700, sft_batch=32, sft_lr=3e-3, hidden=64, layers=2,
-                 heads=4, batch=16, group=8, epochs=4, stage2_steps=12, eval_every=4, max_new=40,
-                 temperature=1.0, rl_lr=1e-4, device="cpu"),
-    "default": dict(pool=256, test=200, warm=4000, sft_steps=800, sft_batch=32, sft_lr=3e-3, hidden=64, layers=2,
-                    heads=4, batch=32, group=8, epochs=6, stage2_steps=32, eval_every=8, max_new=40,
-                    temperature=1.0, rl_lr=1e-4, device="cpu"),
-    "gpu": dict(pool=1024, test=500, warm=20000, sft_steps=2000, sft_batch=64, sft_lr=2e-3, hidden=256, layers=4,
-                heads=8, batch=64, group=8, epochs=10, stage2_steps=160, eval_every=16, max_new=40,
-                temperature=1.0, rl_lr=5e-5, device="cuda"),
+                 heads=4, batch=16, group=8, epochs=4, stage2_steps=12, eval_every=None, max_new=40, eval_samples=2,
+                 temperature=1.0, rl_lr=2e-5, gain_lr=1e-1, device="cpu"),
+    "default": dict(pool=512, test=1000, warm=4000, sft_steps=800, sft_batch=32, sft_lr=3e-3, hidden=64, layers=2,
+                    heads=4, batch=32, group=8, epochs=6, stage2_steps=32, eval_every=None, max_new=40, eval_samples=4,
+                    temperature=1.0, rl_lr=2e-5, gain_lr=1e-1, device="cpu"),
+    "gpu": dict(pool=2048, test=2000, warm=20000, sft_steps=2000, sft_batch=64, sft_lr=2e-3, hidden=256, layers=4,
+                heads=8, batch=64, group=8, epochs=10, stage2_steps=160, eval_every=None, max_new=40, eval_samples=4,
+                temperature=1.0, rl_lr=1e-5, gain_lr=5e-2, device="cuda"),
 }  # fmt: skip
 SHARE = LIMR_SIZE / MATH8K_SIZE  # the paper kept 16% of its pool
 RUNS = {"full": None, "limr": "lim", "rand": "rand", "linear": "linear"}  # stage-2 run -> lim_selection.py method
-BENCH = "mini"  # the held-out set's name in the evaluation harness
+BENCH = "mini"  # the held-out set's name in the evaluation harness: greedy, MATH500's protocol
+# the paper's protocols on one held-out set, each a benchmark of its own for eval/evaluate.py: greedy (MATH500),
+# eval_samples at T 0.4 (AIME24 / AMC23: 4 samples) and at the training temperature
+SAMPLED = {"mini_t04": 0.4, "mini_t10": 1.0}
+PRIMARY = "mini_t04"  # named before any subset result was seen: the paper's protocol for AIME24 and AMC23
+EVAL_BATCH = 256  # sequences per generate call: a tiny model on a CPU is bound by per-call overhead
+STUDY = {"default": ROOT / "mini" / "study.json"}  # the committed multi-seed study that `make demo` prints beside
 
 
 def banner(i: int, title: str) -> None:
@@ -59,19 +69,36 @@ def run(cmd: list[str]) -> None:
     subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, env=env)
 
 
+def protocols(cfg: dict) -> dict[str, dict]:
+    """The held-out set's evaluation settings, one benchmark name per protocol (eval/evaluate.py --settings)."""
+    greedy = {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_new_tokens": cfg["max_new"]}
+    sampled = {b: {**greedy, "n": cfg["eval_samples"], "temperature": t} for b, t in SAMPLED.items()}
+    return {BENCH: greedy, **sampled}
+
+
+def titles(cfg: dict) -> dict[str, str]:
+    return {
+        b: "greedy" if s["n"] == 1 else f"{s['n']} samples at T {s['temperature']}" for b, s in protocols(cfg).items()
+    }
+
+
 def write_tasks(out: Path, pool: list[dict], test: list[dict], cfg: dict) -> Path:
-    """data/pool.json (+ pool.jsonl, OpenRLHF's input), data/mini.jsonl and its settings table for eval/evaluate.py."""
+    """data/pool.json (+ pool.jsonl, OpenRLHF's input), the held-out set once per protocol (<bench>.jsonl: the
+    harness reads a benchmark's questions from its own file) and the settings table for eval/evaluate.py."""
     from limr.dataset import write_prompt_files
     from limr.jsonio import write_json, write_jsonl
 
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     write_prompt_files(data / "pool.json", [{k: it[k] for k in ("id", "prompt", "answer", "source")} for it in pool])
-    write_jsonl(
-        data / f"{BENCH}.jsonl", [{"id": t["id"], "question": t["prompt"], "answer": t["answer"]} for t in test]
+    settings = protocols(cfg)
+    for bench in settings:
+        write_jsonl(
+            data / f"{bench}.jsonl", [{"id": t["id"], "question": t["prompt"], "answer": t["answer"]} for t in test]
+        )
+    write_json(
+        data / "benchmarks.json", {"_source": "mini/run.py: the held-out set, one entry per protocol", **settings}
     )
-    greedy = {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_new_tokens": cfg["max_new"]}
-    write_json(data / "benchmarks.json", {"_source": "mini/run.py: the held-out set, greedy", BENCH: greedy})
     return data
 
 
@@ -84,16 +111,31 @@ def epoch_accuracy(log: Path, steps_per_epoch: int) -> list[float]:
     return [sum(v) / len(v) for _, v in sorted(by_epoch.items())]
 
 
+def seed_list(text: str) -> list[int]:
+    """--seeds 0,1,2: distinct non-negative integers."""
+    from limr.cli import int_in
+
+    seeds = [int_in(0)(t.strip()) for t in text.split(",")]
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} repeats a seed")
+    return seeds
+
+
 def parse_args(argv=None):
+    from limr.cli import float_in, int_in
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=SIZES, default="default")
     p.add_argument("--out", type=Path, default=Path("outputs/mini"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=seed_list, default=[0],
+                   help="comma-separated: one seed writes into --out, several into --out/seed<N> and a study table")  # fmt: skip
     p.add_argument(
         "--overwrite", action="store_true", help="replace an earlier run's --out (else it must be empty or absent)"
     )
-    p.add_argument("--workers", type=int, default=2, help="grading processes of the reward server and evaluation")
-    p.add_argument("--lim_threshold", type=float,
+    p.add_argument(
+        "--workers", type=int_in(1, 64), default=2, help="grading processes of the reward server and evaluation"
+    )
+    p.add_argument("--lim_threshold", type=float_in(0.0, 1.0),
                    help="LIM keeps s >= this (the paper: 0.6) instead of the paper's share of the pool")  # fmt: skip
     return p.parse_args(argv)
 
@@ -103,9 +145,17 @@ def subset_size(pool: int, batch: int) -> int:
     return max(1, round(pool * SHARE / batch)) * batch
 
 
+def is_run_folder(out: Path) -> bool:
+    """What --overwrite may delete: a folder an earlier mini/run.py wrote (one seed's, or a study's)."""
+    return (out / "data" / "pool.json").is_file() or any(out.glob("seed*/data/pool.json"))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     out, cfg = args.out, SIZES[args.size]
+    # OpenMP threads that spin while waiting starve each other when the cores are shared (a loaded CI machine):
+    # one training step measured 9 s spinning against 0.2 s passive. Set before torch loads; children inherit it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     if cfg["device"] == "cpu":
@@ -117,12 +167,48 @@ def main(argv=None) -> int:
         if not args.overwrite:
             print(f"error: {out} is not empty: pass --overwrite to replace it, or another --out", file=sys.stderr)
             return 2
-        if not (out / "data" / "pool.json").is_file():  # --overwrite deletes only what an earlier run wrote
+        if not is_run_folder(out):  # --overwrite deletes only what an earlier run wrote
             print(f"error: {out} is not a mini/run.py output folder: not deleting it", file=sys.stderr)
             return 2
         shutil.rmtree(out)
+    single = len(args.seeds) == 1
+    seed_dirs = {seed: out if single else out / f"seed{seed}" for seed in args.seeds}
+    facts, times, questions = {}, {}, {}
+    for seed, folder in seed_dirs.items():
+        if not single:
+            print(f"\n{'#' * 100}\n# seed {seed} -> {folder}\n{'#' * 100}", flush=True)
+        facts[seed], times[seed], questions = run_seed(args, cfg, seed, folder)
+    write_report(out, cfg, args.size, seed_dirs, facts, times, questions)
+    return 0
+
+
+def write_report(out: Path, cfg: dict, size: str, seed_dirs: dict, facts: dict, times: dict, questions: dict) -> None:
+    """report.md / report.json: every run's accuracy per protocol with intervals, the paired differences, stage 1's
+    curve, θ's count and the subsets' levels; for one seed of a size with a committed study, the study beside it."""
+    from limr.jsonio import read_json, write_json
+    from mini import report
+
+    t0 = time.time()
+    runs = [r for r in report.RUN_ORDER if r == "warmup" or r in questions]
+    result = report.study(seed_dirs, runs, list(protocols(cfg)), PRIMARY)
+    text = report.markdown(result, facts, questions, titles(cfg))
+    body = {"size": size, **report.as_json(result), "questions": questions, "facts": facts, "seconds": times}
+    write_json(out / "report.json", body)
+    (out / "report.md").write_text(text)
+    scores = {s: [x["score"] for x in read_json(d / "select" / "lim.scores.json")] for s, d in seed_dirs.items()}
+    report.plot(facts, scores, out / "stage1_and_lim.png")
+    print(f"\n{text}", flush=True)
+    committed = STUDY.get(size)
+    if committed and committed.is_file() and len(seed_dirs) == 1:
+        print(report.beside(result, read_json(committed), titles(cfg)), flush=True)
+    print(f"report: {round(time.time() - t0, 1)} s -> {out / 'report.md'}", flush=True)
+
+
+def run_seed(args, cfg: dict, seed: int, out: Path) -> tuple[dict, dict, dict]:
+    """The whole loop for one seed into `out`; returns its selection facts, stage times and prompts per run."""
     from transformers import AutoModelForCausalLM
 
+    from mini import report
     from mini.grpo import train
     from mini.policy import build_model, build_tokenizer, n_params, save, sft
     from mini.serve import reward_server
@@ -136,7 +222,7 @@ def main(argv=None) -> int:
 
     banner(1, "tasks")
     t0 = time.time()
-    pool, test, warm = make_splits(cfg["pool"], cfg["test"], cfg["warm"], args.seed)
+    pool, test, warm = make_splits(cfg["pool"], cfg["test"], cfg["warm"], seed)
     data = write_tasks(out, pool, test, cfg)
     print(f"pool {len(pool)}, held-out {len(test)}, warm-up {len(warm)} problems -> {data}")
     timed("tasks", t0)
@@ -144,9 +230,9 @@ def main(argv=None) -> int:
     banner(2, "warm-up: supervised on worked solutions")
     t0 = time.time()
     tokenizer = build_tokenizer()
-    model = build_model(tokenizer, cfg["hidden"], cfg["layers"], cfg["heads"], args.seed)
+    model = build_model(tokenizer, cfg["hidden"], cfg["layers"], cfg["heads"], seed)
     print(f"Qwen2ForCausalLM, {n_params(model):,} parameters, vocabulary {len(tokenizer)}")
-    losses = sft(model, tokenizer, warm, cfg["sft_steps"], cfg["sft_batch"], cfg["sft_lr"], args.seed, cfg["device"])
+    losses = sft(model, tokenizer, warm, cfg["sft_steps"], cfg["sft_batch"], cfg["sft_lr"], seed, cfg["device"])
     warm_path = save(model.cpu(), tokenizer, out / "warmup")
     print(f"final loss {losses[-1]:.3f} -> {warm_path}")
     timed("warm-up", t0)
@@ -156,7 +242,7 @@ def main(argv=None) -> int:
     spe = len(pool) // B
     stage1_log = out / "rollouts" / "stage1.jsonl"
     with reward_server(stage1_log, B * G, len(pool) * G, args.workers) as url:
-        train(model, tokenizer, pool, cfg, spe * cfg["epochs"], url, out / "stage1" / "ckpt", args.seed, None)
+        train(model, tokenizer, pool, cfg, spe * cfg["epochs"], url, out / "stage1" / "ckpt", seed, None)
     accs = epoch_accuracy(stage1_log, spe)
     print("training accuracy by epoch:", " ".join(f"{a:.3f}" for a in accs))
     timed("stage 1", t0)
@@ -169,7 +255,7 @@ def main(argv=None) -> int:
     by_id = {it["id"]: it for it in pool}
     subsets = {"full": pool}
     common = ["--train_samples_path", stage1_log, "--original_prompts_path", data / "pool.json",
-              "--steps_per_epoch", spe, "--max_epochs", cfg["epochs"], "--seed", args.seed]  # fmt: skip
+              "--steps_per_epoch", spe, "--max_epochs", cfg["epochs"], "--seed", seed]  # fmt: skip
     for name, method in RUNS.items():
         if method is None:
             continue
@@ -193,28 +279,30 @@ def main(argv=None) -> int:
         print(f"-- {name}: {len(items)} prompts, {cfg['stage2_steps']} steps of {B} x {G} samples", flush=True)
         model = AutoModelForCausalLM.from_pretrained(warm_path)
         with reward_server(out / "rollouts" / f"{name}.jsonl", B * G, (len(items) // B) * B * G, args.workers) as url:
-            train(model, tokenizer, items, cfg, cfg["stage2_steps"], url, out / name / "ckpt", args.seed,
+            train(model, tokenizer, items, cfg, cfg["stage2_steps"], url, out / name / "ckpt", seed,
                   cfg["eval_every"])  # fmt: skip
     timed("stage 2", t0)
 
-    banner(6, "evaluation: eval/eval.sh on the held-out set, every checkpoint")
+    banner(6, "evaluation: eval/eval.sh on the held-out set, every protocol, the warm-up and each run's checkpoints")
     t0 = time.time()
     harness = ["bash", ROOT / "eval" / "eval.sh", "--data_dir", data, "--settings", data / "benchmarks.json",
-               "--out", out / "eval", "--seed", args.seed, "--workers", args.workers]  # fmt: skip
+               "--out", out / "eval", "--seed", seed, "--workers", args.workers,
+               "--batch_size", EVAL_BATCH]  # fmt: skip
     run([*harness, "--model", warm_path, "--name", "warmup"])
     trained = [name for name in subsets if (out / name / "ckpt").is_dir()]
     for name in trained:
         run([*harness, "--run_path", out / name / "ckpt", "--step", "all"])
     timed("evaluation", t0)
 
-    banner(7, "report: eval/summarize.py")
-    questions = ",".join(f"{name}={len(subsets[name])}" for name in trained)
+    banner(7, "report: eval/summarize.py (curves), then mini/report.py (intervals)")
+    questions = {name: len(subsets[name]) for name in trained}
     run([sys.executable, ROOT / "eval" / "summarize.py", "--eval_dir", out / "eval", "--runs",
-         ",".join(["warmup", *trained]), "--questions", questions, "--out", out])  # fmt: skip
+         ",".join(["warmup", *trained]), "--questions", ",".join(f"{k}={v}" for k, v in questions.items()),
+         "--out", out])  # fmt: skip
     times["total"] = round(time.time() - started, 1)
-    (out / "timings.json").write_text(json.dumps({"size": args.size, "seed": args.seed, "seconds": times}) + "\n")
-    print(f"seconds: {times}\n-> {out / 'summary.md'}, {out / 'curves.png'}")
-    return 0
+    (out / "timings.json").write_text(json.dumps({"size": args.size, "seed": seed, "seconds": times}) + "\n")
+    print(f"seconds: {times}", flush=True)
+    return report.seed_facts(out, accs), times, questions
 
 
 if __name__ == "__main__":

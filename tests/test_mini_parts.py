@@ -14,7 +14,7 @@ pytest.importorskip("trl")
 from limr.dataset import encode_label  # noqa: E402
 from limr.reward import EOS_MARKERS  # noqa: E402
 from mini import tasks  # noqa: E402
-from mini.grpo import ServerReward, train  # noqa: E402
+from mini.grpo import ServerReward, optimizer, train  # noqa: E402
 from mini.policy import build_model, build_tokenizer, messages, prompt_ids, save, sft  # noqa: E402
 from mini.serve import post_samples, reward_server  # noqa: E402
 
@@ -102,7 +102,7 @@ def test_a_server_that_cannot_start_is_an_error(tmp_path):
             pass
 
 
-CFG = dict(batch=4, group=4, max_new=12, temperature=1.0, rl_lr=1e-3, device="cpu")
+CFG = dict(batch=4, group=4, max_new=12, temperature=1.0, rl_lr=1e-3, gain_lr=1e-2, device="cpu")
 
 
 def warm_model(seed: int):
@@ -137,3 +137,53 @@ def test_warmup_and_grpo_are_deterministic_for_a_seed(tmp_path):
         first_pass.count(i) == 4 for i in first_pass
     )
     assert prompt_ids(tok, "x")[-1] == tok.convert_tokens_to_ids("\u010a")  # the assistant header ends in a newline
+
+
+def test_optimizer_gives_the_final_norm_gain_its_own_rate():
+    """Two parameter groups: the final RMSNorm's gain (it scales every logit) at gain_lr, every other weight at lr."""
+    model = build_model(build_tokenizer(), 16, 1, 2, 0)
+    opt, sched = optimizer(model, 2e-5, 1e-1)
+    gain, rest = opt.param_groups
+    assert gain["params"] == [model.model.norm.weight] and gain["lr"] == 1e-1 and rest["lr"] == 2e-5
+    assert len(rest["params"]) + 1 == len(list(model.parameters()))  # every weight once (embeddings tied)
+    assert {id(p) for p in rest["params"]}.isdisjoint({id(model.model.norm.weight)})
+    sched.step()
+    assert [g["lr"] for g in opt.param_groups] == [1e-1, 2e-5]  # constant
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--workers", "0"], "argument --workers: 0 is out of range"),
+        (["--seeds", "0,-1"], "argument --seeds: -1 is out of range"),
+        (["--seeds", "0,x"], "argument --seeds: 'x' is not an integer"),
+        (["--seeds", "1,1"], "argument --seeds: '1,1' repeats a seed"),
+        (["--lim_threshold", "nan"], "argument --lim_threshold: nan is out of range"),
+        (["--size", "huge"], "argument --size: invalid choice"),
+    ],
+)
+def test_run_refuses_bad_flags_before_any_work(flags, message, capsys):
+    from mini.run import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(flags)
+    assert exit_.value.code == 2 and f"error: {message}" in capsys.readouterr().err
+
+
+def test_run_parses_seeds():
+    from mini.run import parse_args
+
+    assert parse_args([]).seeds == [0] and parse_args(["--seeds", "2, 0,1"]).seeds == [2, 0, 1]
+
+
+def test_overwrite_recognises_a_seed_or_a_study_folder_only(tmp_path):
+    from mini.run import is_run_folder
+
+    assert not is_run_folder(tmp_path)
+    (tmp_path / "seed3" / "data").mkdir(parents=True)
+    assert not is_run_folder(tmp_path)
+    (tmp_path / "seed3" / "data" / "pool.json").write_text("[]")  # a study's seed folder
+    assert is_run_folder(tmp_path)
+    (tmp_path / "one" / "data").mkdir(parents=True)
+    (tmp_path / "one" / "data" / "pool.json").write_text("[]")  # one seed's run
+    assert is_run_folder(tmp_path / "one")
