@@ -668,7 +668,10 @@ def test_step_all_evaluates_one_checkpoint_per_gpu(world, tmp_path):
         step_dir = out / "myrun" / f"step{step}"
         res = results(step_dir)["benchmarks"]
         used[step] = {b["cuda_visible_devices"] for b in res.values()}
-        assert f"myrun step {step}: started on CUDA_VISIBLE_DEVICES=" in proc.stdout and (step_dir / "evaluate.log").is_file()
+        assert (
+            f"myrun step {step}: started on CUDA_VISIBLE_DEVICES=" in proc.stdout
+            and (step_dir / "evaluate.log").is_file()
+        )
         for bench in ANSWERS:
             ours, theirs = (
                 read_jsonl(step_dir / f"{bench}.jsonl"),
