@@ -26,10 +26,18 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # the repo root: relative paths are relative to it
 ROOT=$PWD
 
-PRESET=${PRESET:-paper}    # paper | node | single: where the models run (layouts below)
+PRESET=${PRESET:-paper}    # paper | node | single | smoke: where the models run (layouts below)
 DRY_RUN=${DRY_RUN:-0}      # 1: print every command that would run, start nothing
 OUT=${OUT:-outputs}        # the root of every artifact (gitignored): $OUT/$RUN/{ckpt,rollouts.jsonl,...}
 MODEL_FROM_ENV=${MODEL:-}  # the single preset changes the model unless MODEL is set
+
+# PRESET=smoke (scripts/smoke.sh: a few dozen prompts, minutes on one GPU) shrinks the run, not the method:
+# smaller batches, shorter answers, two passes, an eval and a checkpoint every pass. Set before the paper's block
+# so that the environment still overrides each of them.
+if [[ ${PRESET:-paper} == smoke ]]; then
+    : "${ROLLOUT_BATCH_SIZE:=16}" "${TRAIN_BATCH_SIZE:=64}" "${GENERATE_MAX_LEN:=1024}" "${TRAIN_STEPS:=6}"
+    : "${LR_WARMUP_STEPS:=2}" "${EVAL_STEPS:=3}" "${SAVE_STEPS:=3}"
+fi
 
 # ---- The paper's hyperparameters (../shared/DESIGN.md table; "release" = GAIR-NLP/LIMR scripts/train_math.8k.sh) ----
 MODEL=${MODEL:-Qwen/Qwen2.5-Math-7B}                 # paper §3.1: policy and critic start from the base model (no SFT)
@@ -108,7 +116,7 @@ case "$PRESET" in
         VLLM_GPU_MEMORY=${VLLM_GPU_MEMORY:-0.5}
         COLOCATE_FLAGS=(--train.colocate_all --vllm.enable_sleep --ds.enable_sleep)
         ;;
-    single)  # 1 x 80 GB GPU and Qwen2.5-Math-1.5B (a departure from the paper's 7B), everything colocated
+    single | smoke)  # 1 x 80 GB GPU and Qwen2.5-Math-1.5B (a departure from the paper's 7B), everything colocated
         MODEL=${MODEL_FROM_ENV:-Qwen/Qwen2.5-Math-1.5B}
         NNODES=${NNODES:-1}
         GPUS_PER_NODE=${GPUS_PER_NODE:-1}
@@ -121,7 +129,7 @@ case "$PRESET" in
         COLOCATE_FLAGS=(--train.colocate_all --vllm.enable_sleep --ds.enable_sleep)
         ;;
     *)
-        echo "error: PRESET must be paper, node or single, got '$PRESET'" >&2
+        echo "error: PRESET must be paper, node, single or smoke, got '$PRESET'" >&2
         exit 2
         ;;
 esac

@@ -269,3 +269,67 @@ def test_launcher_accepts_exactly_what_openrlhf_splits_evenly(dry, prompt_file, 
 def data_paths(data, tmp_path):
     """A dry run of train_math.8k.sh with extra settings: its CompletedProcess."""
     return lambda **env: dry_run(data, tmp_path, **env)
+
+
+# ---- The smoke run: its arithmetic, its even split, and LIM on a log of its shape -----------------------------------
+
+
+def test_smoke_run(data, tmp_path, openrlhf_main):
+    import json
+    import shlex
+    import subprocess
+    import sys
+
+    stubs = scripts.stub_bin(tmp_path / "bin", {"ray": scripts.RECORDER, "python3": scripts.RECORDER})
+    out = tmp_path / "out"
+    env = scripts.script_env(data, tmp_path, f"{stubs}:/usr/bin:/bin", DRY_RUN=1, PYTHON=sys.executable, OUT=out,
+                             MATH8K_JSON=data / "math8k.json", VALIDATION_JSON=data / "validation.json")  # fmt: skip
+    r = subprocess.run(
+        ["bash", str(scripts.SCRIPTS / "smoke.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    args = scripts.openrlhf_args(openrlhf_main, scripts.train_argv(r.stdout))
+    smoke = out / "smoke"
+    assert args.data.prompt_dataset == str(smoke / "prompts.jsonl") and args.eval.dataset == str(
+        smoke / "validation.jsonl"
+    )
+    assert [len(json.loads((smoke / f).read_text())) for f in ("prompts.json", "validation.json")] == [40, 16]
+    assert args.actor.model_name_or_path == "Qwen/Qwen2.5-Math-1.5B" and args.actor.num_gpus_per_node == 1
+    assert (args.rollout.batch_size, args.train.batch_size, args.train.num_episodes) == (16, 64, 2)
+    assert (args.eval.steps, args.ckpt.save_steps, args.rollout.max_new_tokens) == (3, 3, 1024)  # eval + ckpt per pass
+    assert args.reward.remote_url[0].endswith("/get_reward?token=$REWARD_TOKEN")  # the token is on (printed masked)
+    steps = assert_every_step_even(40, args, r.stdout)
+    assert steps == [16, 16, 8]  # a partial step in every pass
+    server = scripts.command(r.stdout, "+ python3 train/reward_server.py")
+    lines = [16 * 8, 16 * 8, 8 * 8]  # rollouts.jsonl lines per step of a pass
+    assert server[server.index("--samples_per_step") + 1] == "128"
+    assert server[server.index("--samples_per_epoch") + 1] == str(sum(lines))
+    assert "--token" in server
+
+    # LIM on a log of the smoke run's shape (the reward server's lines: step, id, reward, correct), as printed
+    prompts = json.loads((smoke / "prompts.json").read_text())
+    log = smoke / "math8k" / "rollouts.jsonl"
+    log.parent.mkdir(parents=True)
+    with log.open("w") as f:
+        for step in range(1, 7):
+            first = sum(lines[: (step - 1) % 3]) // 8
+            for p in prompts[first : first + lines[(step - 1) % 3] // 8]:
+                for k in range(8):
+                    ok = k < step + int(p["id"][1:]) % 3
+                    row = {
+                        "step": step,
+                        "id": p["id"],
+                        "reward": 1.0 if ok else -0.5,
+                        "correct": ok,
+                        "response_length": 9,
+                    }
+                    f.write(json.dumps(row) + "\n")
+    (lim,) = [
+        shlex.split(x[2:])
+        for x in r.stdout.splitlines()
+        if x.startswith(f"+ {shlex.quote(sys.executable)} lim_selection.py")
+    ]
+    done = subprocess.run(lim, cwd=scripts.ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (smoke / "lim" / "limr.jsonl").is_file()
+    assert any(x.startswith("+ bash eval/eval.sh --run_path") and "--step latest" in x for x in r.stdout.splitlines())

@@ -454,7 +454,7 @@ def test_worker_node_joins_the_head(data, tmp_path, rank_var):
         ({"NODE_RANK": 1}, "MASTER_ADDR"),  # a worker must know the head
         ({"NODE_RANK": 2, "MASTER_ADDR": "h"}, "NODE_RANK 2 is not below the 2 node"),  # paper has 2 nodes
         ({"NODE_RANK": 1, "PRESET": "node", "MASTER_ADDR": "h"}, "not below the 1 node"),  # node is one node
-        ({"PRESET": "cluster"}, "PRESET must be paper, node or single"),
+        ({"PRESET": "cluster"}, "PRESET must be paper, node, single or smoke"),
         ({"GRADER": "strict"}, "GRADER must be default or limr"),
         ({"ACTOR_LR": "5e-7x"}, "ACTOR_LR must be a number"),
         ({"TRAIN_BATCH_SIZE": "256.0"}, "TRAIN_BATCH_SIZE must be a whole number"),
