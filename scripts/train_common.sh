@@ -106,7 +106,8 @@ case "$PRESET" in
         VLLM_TP=${VLLM_TP:-1}
         VLLM_GPU_MEMORY=${VLLM_GPU_MEMORY:-0.9}
         ;;
-    node)  # 1 node x 8 GPUs: every model on every GPU, vLLM and DeepSpeed asleep while the other works
+    node)  # 1 node x 8 GPUs: every model on every GPU; vLLM sleeps while DeepSpeed trains. --ds.enable_sleep moves
+        # nothing with --ds.adam_offload (the weight shards stay) but trains critic, then actor (scripts/README.md)
         NNODES=${NNODES:-1}
         GPUS_PER_NODE=${GPUS_PER_NODE:-8}
         ACTOR_GPUS=${ACTOR_GPUS:-8}

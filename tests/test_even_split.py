@@ -285,7 +285,7 @@ def test_smoke_run(data, tmp_path, openrlhf_main):
     env = scripts.script_env(data, tmp_path, f"{stubs}:/usr/bin:/bin", DRY_RUN=1, PYTHON=sys.executable, OUT=out,
                              MATH8K_JSON=data / "math8k.json", VALIDATION_JSON=data / "validation.json")  # fmt: skip
     r = subprocess.run(
-        ["bash", str(scripts.SCRIPTS / "smoke.sh")], env=env, capture_output=True, text=True, timeout=60
+        ["bash", str(scripts.SCRIPTS / "smoke.sh")], env=env, capture_output=True, text=True, timeout=300
     )
     assert r.returncode == 0, r.stderr
     args = scripts.openrlhf_args(openrlhf_main, scripts.train_argv(r.stdout))
