@@ -9,8 +9,11 @@ The settings of each benchmark are one table, eval/benchmarks.json (paper §3.1:
 0.4, MATH500 greedy, top_p 0.95, 3,072 new tokens); --settings PATH reads another table, for other test sets
 (<data_dir>/<bench>.jsonl each), as the miniature loop (mini/) does. The prompt is the model's chat template with
 the paper's system prompt and the question as the user turn, as the release's eval/eval.py builds it. Generation
-runs on vLLM when it is installed and a GPU is visible (tensor parallel over the visible GPUs), else on
-transformers (CPU or one GPU, batched); both write the same files. A response is graded on its final answer alone
+runs on vLLM when it is installed and a GPU is visible (one GPU per model unless --tensor_parallel_size says more;
+it must divide the model's attention heads), else on transformers (CPU or one GPU, batched); both write the same
+files. With several checkpoints and G GPUs (--gpus, default every visible one with vLLM), G / tensor_parallel_size
+checkpoints are evaluated at once, one process per GPU group (CUDA_VISIBLE_DEVICES), each logging to
+<out>/<run>/step<N>/evaluate.log. A response is graded on its final answer alone
 (limr.pool with `--grader`): accuracy is the mean over all samples (the paper's number, avg@n), pass@n the share of
 questions with at least one correct sample.
 
@@ -29,14 +32,17 @@ import gc
 import importlib.metadata
 import importlib.util
 import os
+import queue
 import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from limr.cli import int_in
 from limr.dataset import load_benchmark
 from limr.grader import MODES
 from limr.jsonio import DataError, is_number, iter_jsonl, read_json, write_json, write_jsonl
@@ -378,8 +384,8 @@ def vllm_backend(model: str, tokenizer, args):
     import torch
     from vllm import LLM, SamplingParams
 
-    tp = args.tensor_parallel_size or torch.cuda.device_count()  # 0: every visible GPU
-    if tp < 1:
+    tp = args.tensor_parallel_size
+    if torch.cuda.device_count() < 1:
         raise DataError("--backend vllm needs a GPU, and none is visible: use --backend transformers")
     llm = LLM(model=model, tensor_parallel_size=tp, seed=args.seed)
     stops = stop_token_ids(tokenizer, model)
@@ -412,13 +418,109 @@ def vllm_backend(model: str, tokenizer, args):
     }
 
 
-def load_backend(name: str, model: str, tokenizer, args):
+def backend_name(name: str) -> str:
+    """auto: vLLM when it is installed and a GPU is visible, else transformers."""
     if name == "auto":
         import torch
 
         has_vllm = importlib.util.find_spec("vllm") is not None
         name = "vllm" if has_vllm and torch.cuda.is_available() else "transformers"
-    return (vllm_backend if name == "vllm" else transformers_backend)(model, tokenizer, args)
+    return name
+
+
+def load_backend(name: str, model: str, tokenizer, args):
+    return (vllm_backend if backend_name(name) == "vllm" else transformers_backend)(model, tokenizer, args)
+
+
+# ---- GPUs: tensor parallel that vLLM accepts, and one checkpoint per GPU group ------------------------------------
+
+
+def attention_heads(model: str) -> int:
+    """num_attention_heads from the model's config.json (a local folder, else the Hugging Face hub or its cache)."""
+    path = Path(model) / "config.json"
+    try:
+        if path.is_file():
+            config = read_json(path)
+        else:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(model).to_dict()
+    except (OSError, ValueError) as e:
+        raise DataError(f"{model}: cannot read its config.json ({first_line(e)})") from None
+    heads = config.get("num_attention_heads", config.get("text_config", {}).get("num_attention_heads"))
+    if not isinstance(heads, int) or heads < 1:
+        raise DataError(f"{model}: config.json has no num_attention_heads")
+    return heads
+
+
+def check_tensor_parallel(model: str, tp: int) -> None:
+    """vLLM shards attention heads over the tensor parallel ranks and refuses a size that does not divide them
+    (ModelConfig.verify_with_parallel_config); say so before any model is loaded."""
+    heads = attention_heads(model)
+    if heads % tp:
+        fits = ", ".join(str(d) for d in range(1, heads + 1) if heads % d == 0)
+        raise DataError(
+            f"{model}: its {heads} attention heads do not divide over --tensor_parallel_size {tp}: use one of {fits}"
+        )
+
+
+def visible_gpus(args) -> list[str]:
+    """--gpus, else (with vLLM) CUDA_VISIBLE_DEVICES or every GPU torch sees; transformers uses one device."""
+    if args.gpus is not None:
+        return [g.strip() for g in args.gpus.split(",") if g.strip()]
+    if backend_name(args.backend) != "vllm":
+        return []
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip():
+        return [g.strip() for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_groups(gpus: list[str], tp: int) -> list[str]:
+    """The GPUs cut into groups of tp, one model each, as CUDA_VISIBLE_DEVICES values; leftovers stay idle."""
+    if gpus and len(gpus) < tp:
+        raise DataError(f"--tensor_parallel_size {tp} needs {tp} GPUs, {len(gpus)} given ({','.join(gpus)})")
+    return [",".join(gpus[i : i + tp]) for i in range(0, len(gpus) - tp + 1, tp)]
+
+
+def one_target_argv(argv: list[str], step: int) -> list[str]:
+    """This command line for one checkpoint, run in one process on the GPUs it is given."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--step", "--gpus"):
+            skip = True
+        elif not arg.startswith(("--step=", "--gpus=")) and arg != "--one_process":
+            out.append(arg)
+    return [*out, "--step", str(step), "--one_process"]
+
+
+def evaluate_in_parallel(targets: list[Target], groups: list[str], argv: list[str]) -> list[Target]:
+    """Each target in its own process on the next free GPU group; returns the targets whose process failed."""
+    free: queue.Queue[str] = queue.Queue()
+    for group in groups:
+        free.put(group)
+
+    def one(target: Target) -> bool:
+        group = free.get()  # blocks until a group is free: as many processes as groups
+        try:
+            target.out_dir.mkdir(parents=True, exist_ok=True)
+            log = target.out_dir / "evaluate.log"
+            print(f"{target.label}: started on CUDA_VISIBLE_DEVICES={group} (log: {log})", flush=True)
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": group}
+            cmd = [sys.executable, str(Path(__file__).resolve()), *one_target_argv(argv, target.step)]
+            with open(log, "w") as f:
+                rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+            print(f"{target.label}: {'done' if rc == 0 else f'failed (exit {rc}), see {log}'}", flush=True)
+            return rc == 0
+        finally:
+            free.put(group)
+
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        ok = list(pool.map(one, targets))
+    return [t for t, good in zip(targets, ok, strict=True) if not good]
 
 
 def release_memory() -> None:
@@ -500,6 +602,7 @@ def generate_benchmark(target, bench, questions, setting, generate, info, tokeni
         "grader": args.grader,
         "grading_timeouts": timeouts,
         "generation_seconds": round(seconds, 1),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # which GPUs, in a multi-GPU run
         **info,
     }
     save(target, bench, rows, entry)
@@ -550,23 +653,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--backend", choices=("auto", "vllm", "transformers"), default="auto", help="auto: vLLM if a GPU is visible"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0)
     p.add_argument("--grader", choices=MODES, default="default", help="default: correct grader; limr: the release's")
     p.add_argument("--regrade", action="store_true", help="re-score saved responses; no model is loaded")
     p.add_argument("--force", action="store_true", help="generate again even where results exist")
-    p.add_argument("--max_new_tokens", type=int, help="override the table's 3,072 (smoke tests)")
-    p.add_argument("--limit", type=int, help="only the first N questions of each benchmark (smoke tests)")
-    p.add_argument("--batch_size", type=int, default=32, help="transformers: sequences per generate call")
+    p.add_argument("--max_new_tokens", type=int_in(1), help="override the table's 3,072 (smoke tests)")
+    p.add_argument("--limit", type=int_in(1), help="only the first N questions of each benchmark (smoke tests)")
+    p.add_argument("--batch_size", type=int_in(1), default=32, help="transformers: sequences per generate call")
     p.add_argument("--device", default="auto", help="transformers: cpu, cuda, cuda:1 ... (auto: cuda if available)")
-    p.add_argument("--tensor_parallel_size", type=int, default=0, help="vLLM: GPUs per model (0: every visible GPU)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="grading processes")
+    p.add_argument("--tensor_parallel_size", type=int_in(1), default=1,
+                   help="vLLM: GPUs per model (default 1); must divide the model's attention heads")  # fmt: skip
+    p.add_argument("--gpus", help="GPU ids to spread checkpoints over, one model per tensor_parallel_size of them "
+                   "(default: every visible GPU with vLLM)")  # fmt: skip
+    p.add_argument("--one_process", action="store_true", help=argparse.SUPPRESS)  # a child of a multi-GPU run
+    p.add_argument("--workers", type=int_in(1), default=os.cpu_count() or 1, help="grading processes")
     args = p.parse_args(argv)
     if args.model and args.step is not None:
         p.error("--step goes with --run_path")
     args.step = args.step or "latest"
-    for flag in ("max_new_tokens", "limit", "batch_size", "workers"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            p.error(f"--{flag} must be at least 1")
     return args
 
 
@@ -588,7 +692,12 @@ def prepare(args) -> tuple[list[tuple[Target, dict]], dict, dict]:
     benches = pick_benchmarks(args.benchmarks, settings)
     targets = resolve_targets(args)
     questions = {} if args.regrade else {b: load_questions(args.data_dir, b, args.limit) for b in benches}
-    return [(t, plan(t, benches, settings, questions, args)) for t in targets], questions, settings
+    plans = [(t, plan(t, benches, settings, questions, args)) for t in targets]
+    if args.tensor_parallel_size > 1 and args.backend != "transformers":
+        for target, todo in plans:
+            if "generate" in todo.values():
+                check_tensor_parallel(target.model, args.tensor_parallel_size)
+    return plans, questions, settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -603,6 +712,20 @@ def main(argv: list[str] | None = None) -> int:
                 )
         if all(action == "skip" for _, todo in plans for action in todo.values()):
             return 0
+        to_generate = [t for t, todo in plans if "generate" in todo.values()]
+        groups = (
+            []
+            if args.one_process or len(to_generate) < 2
+            else gpu_groups(visible_gpus(args), args.tensor_parallel_size)
+        )
+        if len(groups) > 1:  # one checkpoint per GPU group at a time; what needs no model is done here after
+            failed = evaluate_in_parallel(to_generate, groups, sys.argv[1:] if argv is None else argv)
+            if failed:
+                raise DataError(f"{len(failed)} of {len(to_generate)} checkpoints failed: " + ", ".join(
+                    str(t.out_dir / "evaluate.log") for t in failed))  # fmt: skip
+            plans = [(t, todo) for t, todo in plans if t not in to_generate and set(todo.values()) != {"skip"}]
+            if not plans:
+                return 0
         with GradingPool(args.workers, HARD_LIMIT_S, args.grader, eos_markers=None, check_format=False) as pool:
             for target, todo in plans:
                 evaluate(target, todo, questions, settings, args, pool)

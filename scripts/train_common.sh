@@ -7,6 +7,7 @@
 #   NODE_RANK=1 MASTER_ADDR=node0 bash scripts/train_math.8k.sh   # ... and on the second node (node0 = head's hostname)
 #   PRESET=node bash scripts/train_limr.sh                  # 1 node x 8 GPUs, everything colocated
 #   PRESET=single bash scripts/train_limr.sh                # 1 x 80 GB GPU, Qwen2.5-Math-1.5B
+#   bash scripts/smoke.sh                                   # PRESET=smoke: 40 prompts on one GPU, minutes
 #   DRY_RUN=1 bash scripts/train_math.8k.sh                 # print every command that would run; start nothing
 #   sbatch scripts/slurm_example.sbatch                     # the paper preset on a Slurm cluster
 #
@@ -26,10 +27,18 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."  # the repo root: relative paths are relative to it
 ROOT=$PWD
 
-PRESET=${PRESET:-paper}    # paper | node | single: where the models run (layouts below)
+PRESET=${PRESET:-paper}    # paper | node | single | smoke: where the models run (layouts below)
 DRY_RUN=${DRY_RUN:-0}      # 1: print every command that would run, start nothing
 OUT=${OUT:-outputs}        # the root of every artifact (gitignored): $OUT/$RUN/{ckpt,rollouts.jsonl,...}
 MODEL_FROM_ENV=${MODEL:-}  # the single preset changes the model unless MODEL is set
+
+# PRESET=smoke (scripts/smoke.sh: a few dozen prompts, minutes on one GPU) shrinks the run, not the method:
+# smaller batches, shorter answers, two passes, an eval and a checkpoint every pass. Set before the paper's block
+# so that the environment still overrides each of them.
+if [[ ${PRESET:-paper} == smoke ]]; then
+    : "${ROLLOUT_BATCH_SIZE:=16}" "${TRAIN_BATCH_SIZE:=64}" "${GENERATE_MAX_LEN:=1024}" "${TRAIN_STEPS:=6}"
+    : "${LR_WARMUP_STEPS:=2}" "${EVAL_STEPS:=3}" "${SAVE_STEPS:=3}"
+fi
 
 # ---- The paper's hyperparameters (../shared/DESIGN.md table; "release" = GAIR-NLP/LIMR scripts/train_math.8k.sh) ----
 MODEL=${MODEL:-Qwen/Qwen2.5-Math-7B}                 # paper §3.1: policy and critic start from the base model (no SFT)
@@ -45,7 +54,7 @@ LR_WARMUP_STEPS=${LR_WARMUP_STEPS:-10}               # paper §3.1; release --lr
 LR_SCHEDULER=${LR_SCHEDULER:-constant_with_warmup}   # release: a cosine over --num_episodes 10000, flat in any real run
 ROLLOUT_BATCH_SIZE=${ROLLOUT_BATCH_SIZE:-1024}       # paper §3.1: prompts per PPO step; release --rollout_batch_size
 N_SAMPLES_PER_PROMPT=${N_SAMPLES_PER_PROMPT:-8}      # paper §3.1; release --n_samples_per_prompt 8
-ROLLOUT_MICRO_BATCH_SIZE=${ROLLOUT_MICRO_BATCH_SIZE:-4}  # release --micro_rollout_batch_size 4
+ROLLOUT_MICRO_BATCH_SIZE=${ROLLOUT_MICRO_BATCH_SIZE:-auto}  # release 4; auto: the largest <= 4 that splits evenly (below)
 TEMPERATURE=${TEMPERATURE:-1.2}                      # paper §3.1; release --temperature 1.2
 TOP_P=${TOP_P:-1.0}                                  # release default --top_p 1.0
 PROMPT_MAX_LEN=${PROMPT_MAX_LEN:-1024}               # paper §3.1; release --prompt_max_len 1024
@@ -97,7 +106,8 @@ case "$PRESET" in
         VLLM_TP=${VLLM_TP:-1}
         VLLM_GPU_MEMORY=${VLLM_GPU_MEMORY:-0.9}
         ;;
-    node)  # 1 node x 8 GPUs: every model on every GPU, vLLM and DeepSpeed asleep while the other works
+    node)  # 1 node x 8 GPUs: every model on every GPU; vLLM sleeps while DeepSpeed trains. --ds.enable_sleep moves
+        # nothing with --ds.adam_offload (the weight shards stay) but trains critic, then actor (scripts/README.md)
         NNODES=${NNODES:-1}
         GPUS_PER_NODE=${GPUS_PER_NODE:-8}
         ACTOR_GPUS=${ACTOR_GPUS:-8}
@@ -108,7 +118,7 @@ case "$PRESET" in
         VLLM_GPU_MEMORY=${VLLM_GPU_MEMORY:-0.5}
         COLOCATE_FLAGS=(--train.colocate_all --vllm.enable_sleep --ds.enable_sleep)
         ;;
-    single)  # 1 x 80 GB GPU and Qwen2.5-Math-1.5B (a departure from the paper's 7B), everything colocated
+    single | smoke)  # 1 x 80 GB GPU and Qwen2.5-Math-1.5B (a departure from the paper's 7B), everything colocated
         MODEL=${MODEL_FROM_ENV:-Qwen/Qwen2.5-Math-1.5B}
         NNODES=${NNODES:-1}
         GPUS_PER_NODE=${GPUS_PER_NODE:-1}
@@ -121,7 +131,7 @@ case "$PRESET" in
         COLOCATE_FLAGS=(--train.colocate_all --vllm.enable_sleep --ds.enable_sleep)
         ;;
     *)
-        echo "error: PRESET must be paper, node or single, got '$PRESET'" >&2
+        echo "error: PRESET must be paper, node, single or smoke, got '$PRESET'" >&2
         exit 2
         ;;
 esac
@@ -174,16 +184,20 @@ abs() {  # paths go to Ray actors whose working directory is not the repo
 }
 
 # ---- Checks ----
-need '^[0-9]+$' "a whole number" ROLLOUT_BATCH_SIZE N_SAMPLES_PER_PROMPT ROLLOUT_MICRO_BATCH_SIZE PROMPT_MAX_LEN \
+[[ $ROLLOUT_MICRO_BATCH_SIZE == auto ]] || need '^[1-9][0-9]*$' "auto or a whole number >= 1" ROLLOUT_MICRO_BATCH_SIZE
+need '^[0-9]+$' "a whole number" ROLLOUT_BATCH_SIZE N_SAMPLES_PER_PROMPT PROMPT_MAX_LEN \
     GENERATE_MAX_LEN TRAIN_BATCH_SIZE TRAIN_MICRO_BATCH_SIZE PPO_EPOCHS TRAIN_STEPS LR_WARMUP_STEPS ZERO_STAGE \
     EVAL_STEPS EVAL_N_SAMPLES SAVE_STEPS SEED REWARD_PORT REWARD_WAIT_S RAY_PORT RAY_WAIT_S NODE_RANK NNODES \
     GROUP_NODES GPUS_PER_NODE ACTOR_GPUS CRITIC_GPUS REF_GPUS VLLM_ENGINES VLLM_TP
 need '^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$' "a number" GAE_LAMBDA GAE_GAMMA KL_COEF EPS_CLIP VALUE_CLIP \
     ACTOR_LR CRITIC_LR TEMPERATURE TOP_P EVAL_TEMPERATURE VLLM_GPU_MEMORY
-need '^[1-9]' "at least 1" ROLLOUT_BATCH_SIZE N_SAMPLES_PER_PROMPT ROLLOUT_MICRO_BATCH_SIZE TRAIN_BATCH_SIZE \
+need '^[1-9]' "at least 1" ROLLOUT_BATCH_SIZE N_SAMPLES_PER_PROMPT TRAIN_BATCH_SIZE \
     TRAIN_MICRO_BATCH_SIZE PPO_EPOCHS TRAIN_STEPS EVAL_STEPS EVAL_N_SAMPLES SAVE_STEPS NNODES GROUP_NODES GPUS_PER_NODE \
     ACTOR_GPUS CRITIC_GPUS REF_GPUS VLLM_ENGINES VLLM_TP
 [[ $GRADER == default || $GRADER == limr ]] || die "GRADER must be default or limr, got '$GRADER'"
+# The token travels unencoded in the URL OpenRLHF posts to: a ',' splits it into two servers, + & # % change it.
+[[ -z $REWARD_TOKEN || $REWARD_TOKEN =~ ^[A-Za-z0-9_-]+$ ]] \
+    || die "REWARD_TOKEN may hold only letters, digits, _ and - (it goes into the reward URL as it is)"
 ((NODE_RANK < NNODES)) || die "NODE_RANK $NODE_RANK is not below the $NNODES node(s) of PRESET=$PRESET"
 if [[ -z $MASTER_ADDR ]]; then
     ((NODE_RANK == 0)) || die "MASTER_ADDR (the head node's address) is not set on node $NODE_RANK"
@@ -236,11 +250,78 @@ TOKEN_ARGS=()
 [[ -z $REWARD_TOKEN ]] || TOKEN_ARGS=(--token "$REWARD_TOKEN")
 WANDB_KEY_FLAG=${WANDB_API_KEY:+env}  # non-empty turns wandb on; wandb itself reads WANDB_API_KEY from the env
 
+# ---- Every step splits evenly over every model group's ranks, or the run is refused before it starts ----
+# OpenRLHF 0.11.2 cuts a step's samples into micro-batches of --rollout.micro_batch_size
+# (trainer/ppo_utils/experience_maker.py, split_rollout_samples) and deals them to a model group's ranks in chunks
+# of ceil(micro-batches / ranks) (trainer/ray/launcher.py, async_run_method_batch). Under ZeRO-3 every forward is a
+# collective, so a rank with fewer micro-batches leaves the others waiting until NCCL's 60-minute timeout. A step
+# of S samples is even when S divides by micro batch x ranks: equal micro-batches and equal samples on every rank
+# (so equal train micro-batches too). A pass has at most two step sizes: full batches and its last, partial one.
+STEP_SIZES=()  # prompts per step, each distinct size of a pass once
+((PROMPT_ROWS >= ROLLOUT_BATCH_SIZE)) && STEP_SIZES+=("$ROLLOUT_BATCH_SIZE")
+((PROMPT_ROWS % ROLLOUT_BATCH_SIZE)) && STEP_SIZES+=("$((PROMPT_ROWS % ROLLOUT_BATCH_SIZE))")
+MODEL_GROUPS=("actor $((GROUP_NODES * ACTOR_GPUS))" "critic $((GROUP_NODES * CRITIC_GPUS))"
+    "reference $((GROUP_NODES * REF_GPUS))")
+
+uneven_split() {  # MICRO: say how the first uneven (step, group) splits with this micro batch; nothing if all are even
+    local micro=$1 prompts samples entry group ranks batches chunk i share shares
+    for prompts in "${STEP_SIZES[@]}"; do
+        samples=$((prompts * N_SAMPLES_PER_PROMPT))
+        for entry in "${MODEL_GROUPS[@]}"; do
+            read -r group ranks <<<"$entry"
+            ((samples % (micro * ranks))) || continue
+            batches=$(((samples + micro - 1) / micro))
+            chunk=$(((batches + ranks - 1) / ranks))
+            shares=
+            for ((i = 0; i < ranks; i++)); do  # samples per rank, as async_run_method_batch slices them
+                share=$((samples - i * chunk * micro))
+                ((share > chunk * micro)) && share=$((chunk * micro))
+                ((share < 0)) && share=0
+                shares+=${shares:+/}$share
+            done
+            echo "a step of $prompts prompts x $N_SAMPLES_PER_PROMPT = $samples samples is $batches micro-batches of" \
+                "$micro, dealt $chunk per rank: the $group's $ranks ranks get $shares samples"
+            return
+        done
+    done
+}
+
+EVEN_MICRO=  # the largest micro batch <= 4 (the release's) that splits every step evenly
+for micro in 4 3 2 1; do
+    [[ -z $(uneven_split "$micro") ]] && EVEN_MICRO=$micro && break
+done
+if [[ -z $EVEN_MICRO ]]; then
+    die "no rollout micro batch splits evenly: $(uneven_split 1); with $PROMPT_ROWS prompts, give every model group" \
+        "a rank count that divides each step's samples (ACTOR_GPUS, CRITIC_GPUS, REF_GPUS), or change ROLLOUT_BATCH_SIZE"
+elif [[ $ROLLOUT_MICRO_BATCH_SIZE == auto ]]; then
+    ROLLOUT_MICRO_BATCH_SIZE=$EVEN_MICRO
+elif [[ -n $(uneven_split "$ROLLOUT_MICRO_BATCH_SIZE") ]]; then
+    die "ROLLOUT_MICRO_BATCH_SIZE=$ROLLOUT_MICRO_BATCH_SIZE splits unevenly and would hang under ZeRO-3:" \
+        "$(uneven_split "$ROLLOUT_MICRO_BATCH_SIZE"); use ROLLOUT_MICRO_BATCH_SIZE=$EVEN_MICRO (or auto)"
+fi
+# DeepSpeed needs train batch = micro batch x accumulation steps x ranks (runtime/config.py, _batch_assertion).
+for entry in "${MODEL_GROUPS[@]:0:2}"; do  # actor and critic train; the reference only runs forwards
+    read -r group ranks <<<"$entry"
+    ((TRAIN_BATCH_SIZE % (TRAIN_MICRO_BATCH_SIZE * ranks) == 0)) || die "TRAIN_BATCH_SIZE=$TRAIN_BATCH_SIZE is not" \
+        "a multiple of TRAIN_MICRO_BATCH_SIZE=$TRAIN_MICRO_BATCH_SIZE x the $group's $ranks ranks: DeepSpeed refuses it"
+done
+
 echo "# $RUN: $PROMPT_ROWS prompts = $STEPS_PER_EPISODE steps per episode, $NUM_EPISODES episodes," \
     "$((STEPS_PER_EPISODE * NUM_EPISODES)) steps; model $MODEL; PRESET=$PRESET ($NNODES x $GPUS_PER_NODE GPUs)"
+echo "# even split: rollout micro batch $ROLLOUT_MICRO_BATCH_SIZE; every step's samples divide by it x the ranks of" \
+    "each model group (${MODEL_GROUPS[*]})"
 if ((PROMPT_ROWS % ROLLOUT_BATCH_SIZE)); then
+    PARTIAL_SAMPLES=$((PROMPT_ROWS % ROLLOUT_BATCH_SIZE * N_SAMPLES_PER_PROMPT))
     echo "# note: each episode ends with a step of $((PROMPT_ROWS % ROLLOUT_BATCH_SIZE)) prompts (OpenRLHF 0.11" \
         "keeps the partial batch; the paper's fork dropped it)"
+    ACTOR_RANKS=$((GROUP_NODES * ACTOR_GPUS))
+    PARTIAL_MICRO=$((PARTIAL_SAMPLES / ACTOR_RANKS / TRAIN_MICRO_BATCH_SIZE))  # train micro-batches per actor rank
+    ACCUMULATION=$((TRAIN_BATCH_SIZE / TRAIN_MICRO_BATCH_SIZE / ACTOR_RANKS))
+    if ((PARTIAL_MICRO % ACCUMULATION)); then
+        echo "# note: on it each actor rank trains $PARTIAL_MICRO micro-batches = $((PARTIAL_MICRO / ACCUMULATION)) x" \
+            "$ACCUMULATION + $((PARTIAL_MICRO % ACCUMULATION)); DeepSpeed counts micro-steps across steps, so those last" \
+            "$((PARTIAL_MICRO % ACCUMULATION)) join the next step's first optimizer step (scripts/README.md)"
+    fi
 fi
 echo "# LIM after this run: python lim_selection.py --train_samples_path $RUN_DIR/rollouts.jsonl" \
     "--steps_per_epoch $STEPS_PER_EPISODE --max_epochs $NUM_EPISODES ..."
@@ -337,6 +418,24 @@ if ((NNODES > 1)); then
                 "start this script with NODE_RANK=1..$((NNODES - 1)) MASTER_ADDR=$MASTER_ADDR on the other nodes"
             sleep 10
         done
+    fi
+fi
+
+# OpenRLHF's trainer may be placed on any node, and with --logger.wandb.key env it calls wandb.login(key="env") on a
+# node whose Ray has no WANDB_API_KEY: every node's Ray must have it (a worker's comes from its `ray start`).
+WANDB_NODES_PY='import os, sys, ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+ray.init(address=sys.argv[1], logging_level="ERROR")
+has_key = ray.remote(num_cpus=0)(lambda: bool(os.environ.get("WANDB_API_KEY")))
+nodes = [n for n in ray.nodes() if n["Alive"]]
+found = ray.get([has_key.options(scheduling_strategy=On(n["NodeID"], soft=False)).remote() for n in nodes])
+print(" ".join(n["NodeManagerAddress"] for n, ok in zip(nodes, found) if not ok))'
+if ((NNODES > 1)) && [[ -n $WANDB_KEY_FLAG ]]; then
+    echo "+ check that every node's Ray has WANDB_API_KEY (wandb logs from whichever node holds the trainer)"
+    if [[ $DRY_RUN != 1 ]]; then
+        missing=$(python3 -c "$WANDB_NODES_PY" "$RAY_ADDRESS") || die "could not ask Ray's nodes for WANDB_API_KEY"
+        [[ -z $missing ]] || die "WANDB_API_KEY is set here but not in Ray on $missing: export it there before" \
+            "starting this script (or unset it here to log to tensorboard only)"
     fi
 fi
 

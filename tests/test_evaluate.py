@@ -538,7 +538,15 @@ def fake_vllm(monkeypatch):
     return FakeLLM
 
 
-def test_vllm_backend_writes_the_same_files(world, tmp_path, fake_vllm):
+@pytest.fixture
+def eight_gpus(monkeypatch):
+    """torch sees 8 GPUs (the fake engine runs on none)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+
+
+def test_vllm_backend_writes_the_same_files(world, tmp_path, fake_vllm, eight_gpus):
     out = tmp_path / "out"
     args = main_args(world, out, "--step", "4", "--backend", "vllm", "--tensor_parallel_size", "2", "--seed", "3")
     assert evaluate.main(args) == 0
@@ -556,7 +564,7 @@ def test_vllm_backend_writes_the_same_files(world, tmp_path, fake_vllm):
         )
 
 
-def test_vllm_backend_call_arguments(world, tmp_path, fake_vllm, monkeypatch):
+def test_vllm_backend_call_arguments(world, tmp_path, fake_vllm, monkeypatch, eight_gpus):
     engines = []
     monkeypatch.setattr(FakeLLM, "__init__", _recording(FakeLLM.__init__, engines))
     monkeypatch.setattr(FakeLLM, "tag", True)
@@ -601,6 +609,98 @@ def test_vllm_backend_needs_a_visible_gpu(world, tmp_path, fake_vllm, capsys):
     err = capsys.readouterr().err
     assert err == "error: --backend vllm needs a GPU, and none is visible: use --backend transformers\n"
     assert fake_vllm.made == [] and not (out / "myrun" / "step4" / "aime24.jsonl").exists()
+
+
+def test_tensor_parallel_defaults_to_one_gpu_per_model(world, tmp_path, fake_vllm, eight_gpus):
+    assert evaluate.main(main_args(world, tmp_path / "out", "--step", "4", "--backend", "vllm")) == 0
+    assert [m["tensor_parallel_size"] for m in fake_vllm.made] == [1]  # not the 8 visible GPUs
+
+
+def test_tensor_parallel_that_does_not_divide_the_heads_is_refused_before_loading(world, tmp_path, fake_vllm, capsys):
+    """Qwen2.5-7B has 28 attention heads: TP 8 is what vLLM refuses, after minutes of start-up."""
+    model = tmp_path / "qwen7b-shaped"
+    shutil.copytree(world.ckpt / "global_step4_hf", model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps(config | {"num_attention_heads": 28, "num_key_value_heads": 4}))
+    out = tmp_path / "out"
+    args = ["--model", str(model), "--data_dir", str(world.data), "--out", str(out), "--workers", "1"]
+    assert evaluate.main([*args, "--backend", "vllm", "--tensor_parallel_size", "8"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: {model}: its 28 attention heads do not divide over --tensor_parallel_size 8: "
+        "use one of 1, 2, 4, 7, 14, 28\n"
+    )
+    assert fake_vllm.made == [] and not out.exists()  # refused before any model or file
+
+
+@pytest.mark.parametrize(
+    "gpus, tp, groups",
+    [
+        ("0,1,2,3,4,5,6,7", 1, ["0", "1", "2", "3", "4", "5", "6", "7"]),  # 8 checkpoints at once
+        ("0,1,2,3,4,5,6,7", 2, ["0,1", "2,3", "4,5", "6,7"]),
+        ("0,1,2,3,4,5,6,7", 3, ["0,1,2", "3,4,5"]),  # two GPUs left idle
+        ("4,5,6", 1, ["4", "5", "6"]),  # the ids given, not 0..G-1
+        ("", 1, []),  # no GPU: one process
+    ],
+)
+def test_gpu_groups(gpus, tp, groups):
+    assert evaluate.gpu_groups([g for g in gpus.split(",") if g], tp) == groups
+
+
+def test_gpu_groups_too_few_gpus():
+    with pytest.raises(evaluate.DataError, match="--tensor_parallel_size 4 needs 4 GPUs, 2 given"):
+        evaluate.gpu_groups(["0", "1"], 4)
+
+
+def test_one_target_argv():
+    argv = ["--run_path", "r", "--step", "all", "--gpus=0,1", "--seed", "3", "--gpus", "2"]
+    assert evaluate.one_target_argv(argv, 7) == ["--run_path", "r", "--seed", "3", "--step", "7", "--one_process"]
+
+
+def test_step_all_evaluates_one_checkpoint_per_gpu(world, tmp_path):
+    """Two GPU ids, two checkpoints: two processes, each with its own CUDA_VISIBLE_DEVICES and its own log, writing
+    what the single process wrote (here on the CPU: transformers ignores the GPU ids it cannot see)."""
+    out = tmp_path / "out"
+    proc = run(*main_args(world, out, "--step", "all", "--gpus", "0,1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    used = {}
+    for step in (2, 4):
+        step_dir = out / "myrun" / f"step{step}"
+        res = results(step_dir)["benchmarks"]
+        used[step] = {b["cuda_visible_devices"] for b in res.values()}
+        assert (
+            f"myrun step {step}: started on CUDA_VISIBLE_DEVICES=" in proc.stdout
+            and (step_dir / "evaluate.log").is_file()
+        )
+        for bench in ANSWERS:
+            ours, theirs = (
+                read_jsonl(step_dir / f"{bench}.jsonl"),
+                read_jsonl(world.out / "myrun" / f"step{step}" / f"{bench}.jsonl"),
+            )
+            assert [{**r, "seconds": 0} for r in ours] == [{**r, "seconds": 0} for r in theirs]
+    assert sorted(used.values(), key=sorted) == [{"0"}, {"1"}]  # one GPU each, all benchmarks of a step on it
+
+
+def test_a_failed_checkpoint_process_is_one_error_line(world, tmp_path):
+    out = tmp_path / "out"
+    bad = tmp_path / "ckpt"
+    shutil.copytree(world.ckpt, bad)
+    (bad / "global_step2_hf" / "config.json").write_text("{not json")
+    proc = run("--run_path", str(bad), "--name", "myrun", *main_args(world, out)[2:], "--step", "all", "--gpus", "0,1")
+    assert proc.returncode == 2 and proc.stderr.count("error:") == 1, proc.stderr
+    assert "1 of 2 checkpoints failed" in proc.stderr and str(out / "myrun" / "step2" / "evaluate.log") in proc.stderr
+    assert (out / "myrun" / "step4" / "results.json").is_file()  # the other GPU's checkpoint finished
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--workers", "-1"), ("--workers", "0"), ("--seed", "-1"), ("--tensor_parallel_size", "0"),
+     ("--limit", "0"), ("--max_new_tokens", "nan"), ("--batch_size", "2.5")],
+)  # fmt: skip
+def test_numeric_flags_are_checked(world, tmp_path, flag, value):
+    proc = run("--run_path", str(world.ckpt), "--out", str(tmp_path / "out"), flag, value)
+    assert proc.returncode == 2 and f"error: argument {flag}:" in proc.stderr, proc.stderr
+    assert proc.stderr.count("error:") == 1 and not (tmp_path / "out").exists()
 
 
 # ---- Bad input: one `error:` line, exit 2, nothing written ---------------------------------------------------------

@@ -147,7 +147,8 @@ def script_env(data: Path, tmp_path: Path, path: str, **env) -> dict:
 
 
 def run_script(script: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPTS / script)], env=env, capture_output=True, text=True, timeout=60)
+    # timeout: a hang guard only (a loaded CI machine starts the real reward server slowly)
+    return subprocess.run(["bash", str(SCRIPTS / script)], env=env, capture_output=True, text=True, timeout=300)
 
 
 def dry_run(data: Path, tmp_path: Path, script: str = "train_math.8k.sh", **env) -> subprocess.CompletedProcess:
@@ -349,8 +350,9 @@ def test_training_commands_differ_only_in_prompts_output_and_episodes(dry, data)
         args = flat(dry(script)[0])
         differ = {k for k in full if full[k] != args[k]}
         if script != "train_math.8k.sh":
-            # the run's files, and the episodes (and so the warmup ratio) that give its prompt count 189 steps
-            assert differ == {
+            # the run's files, the episodes (and so the warmup ratio) that give its prompt count 189 steps, and the
+            # rollout micro batch that splits its partial step evenly (test_even_split.py)
+            assert differ - {"rollout.micro_batch_size"} == {
                 "data.prompt_dataset", "ckpt.path", "ckpt.output_dir", "logger.tensorboard_dir",
                 "logger.wandb.run_name", "train.num_episodes", "actor.lr_warmup_ratio", "critic.lr_warmup_ratio",
             }  # fmt: skip
@@ -423,6 +425,20 @@ def test_reward_token_goes_to_the_server_and_the_url_query(data, tmp_path):
     assert "/get_reward\\?token=$REWARD_TOKEN" in r.stdout  # the only way to send it: no headers in 0.11.2
 
 
+@pytest.mark.parametrize("token", ["a,b", "a+b", "a&b", "a#b", "a%2Cb", "a b", "a/b", "a?b", "é"])
+def test_a_token_that_would_change_the_url_is_refused(data, tmp_path, token):
+    r = dry_run(data, tmp_path, REWARD_TOKEN=token)
+    assert r.returncode == 2 and r.stderr.count("error:") == 1 and "only letters, digits, _ and -" in r.stderr
+    assert token not in r.stderr + r.stdout  # the refusal does not print the secret either
+
+
+def test_wandb_key_is_checked_on_every_node_before_training(data, tmp_path):
+    out = dry_run(data, tmp_path, WANDB_API_KEY="k").stdout  # paper preset: 2 nodes
+    assert out.index("every node's Ray has WANDB_API_KEY") < out.index(TRAIN_CMD)
+    assert "WANDB_API_KEY" not in dry_run(data, tmp_path / "off").stdout  # no key: no wandb, no check
+    assert "every node's Ray" not in dry_run(data, tmp_path / "one", WANDB_API_KEY="k", PRESET="node").stdout
+
+
 @pytest.mark.parametrize("rank_var", ["NODE_RANK", "PET_NODE_RANK"])  # the release read torchrun's PET_NODE_RANK
 def test_worker_node_joins_the_head(data, tmp_path, rank_var):
     r = dry_run(data, tmp_path, **{rank_var: 1, "MASTER_ADDR": "10.1.2.3"})
@@ -439,7 +455,7 @@ def test_worker_node_joins_the_head(data, tmp_path, rank_var):
         ({"NODE_RANK": 1}, "MASTER_ADDR"),  # a worker must know the head
         ({"NODE_RANK": 2, "MASTER_ADDR": "h"}, "NODE_RANK 2 is not below the 2 node"),  # paper has 2 nodes
         ({"NODE_RANK": 1, "PRESET": "node", "MASTER_ADDR": "h"}, "not below the 1 node"),  # node is one node
-        ({"PRESET": "cluster"}, "PRESET must be paper, node or single"),
+        ({"PRESET": "cluster"}, "PRESET must be paper, node, single or smoke"),
         ({"GRADER": "strict"}, "GRADER must be default or limr"),
         ({"ACTOR_LR": "5e-7x"}, "ACTOR_LR must be a number"),
         ({"TRAIN_BATCH_SIZE": "256.0"}, "TRAIN_BATCH_SIZE must be a whole number"),
@@ -502,7 +518,8 @@ def test_model_found_in_the_hugging_face_cache(data, tmp_path):
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").write_text("{}")
     path = tools_only(tmp_path, {"ray": RECORDER, "nvidia-smi": nvidia_smi(8)})
-    env = script_env(data, tmp_path, path, PRESET="node", HF_HOME=tmp_path / "hf", REWARD_WAIT_S=0)
+    # REWARD_WAIT_S is a hang guard only: the script polls until it sees the server has exited (an event)
+    env = script_env(data, tmp_path, path, PRESET="node", HF_HOME=tmp_path / "hf", REWARD_WAIT_S=60)
     r = run_script("train_math.8k.sh", env)
     assert r.returncode == 2 and "Hugging Face cache" not in r.stderr  # past the model check ...
     assert "the reward server exited" in r.stderr  # ... to the reward server (no python3 on this PATH)
@@ -606,19 +623,30 @@ def test_worker_gives_up_without_a_head(data, tmp_path):
     assert not (tmp_path / "stub.log").exists()
 
 
-SRUN = '#!/bin/bash\n# srun for the Slurm test: drop the options, run the step here\nwhile [[ $1 == --* ]]; do shift; done\nexec "$@"\n'
+SRUN = (
+    "#!/bin/bash\n# srun for the Slurm test: record the options, run the step here\n"
+    'opts=(); while [[ $1 == --* ]]; do opts+=("$1"); shift; done\necho "srun ${opts[*]}" >>"$STUB_LOG"\nexec "$@"\n'
+)
 SCONTROL = '#!/bin/bash\nprintf "gpu-a\\ngpu-b\\n"\n'
 
 
 def test_slurm_example_runs_the_head_and_a_worker(data, tmp_path):
     stubs = stub_bin(tmp_path / "slurm", {"srun": SRUN, "scontrol": SCONTROL})
     env = script_env(data, tmp_path, f"{stubs}:{os.environ['PATH']}", DRY_RUN=1, SLURM_SUBMIT_DIR=ROOT,
-                     SLURM_JOB_NODELIST="gpu-[a-b]", TRAIN_SCRIPT="scripts/train_limr.sh")  # fmt: skip
+                     SLURM_JOB_NODELIST="gpu-[a-b]", SLURM_CPUS_ON_NODE=96, SLURM_GPUS_PER_NODE=8,
+                     TRAIN_SCRIPT="scripts/train_limr.sh")  # fmt: skip
     r = subprocess.run(["bash", str(SCRIPTS / "slurm_example.sbatch")], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "--address=gpu-a:6379" in r.stdout  # node 1 joins the head on the first node
     assert "--reward.remote_url http://gpu-a:5000/get_reward" in r.stdout  # node 0 serves rewards to both
     assert train_argv(r.stdout)[train_argv(r.stdout).index("--ckpt.path") + 1].endswith("/limr/ckpt")
+    # each step gets the node's GPUs and every core (CPU Adam), not srun's default single core
+    steps = (tmp_path / "stub.log").read_text().splitlines()
+    assert steps == [
+        f"srun --nodes=1 --ntasks=1 --gpus-per-node=8 --cpus-per-task=96 --nodelist=gpu-{n}" for n in "ba"
+    ]
+    # the worker finished before the head started: the two outputs do not interleave
+    assert r.stdout.index("--address=gpu-a:6379") < r.stdout.index("PRESET=paper on node 0")
 
 
 # ---- Lint ----------------------------------------------------------------------------------------------------------
