@@ -140,25 +140,28 @@ def read_chunks(path: Path, bar: tqdm | None = None):
 
 
 # Our rollout log. The reward server writes json.dumps of a dict in the contract's key order, so every line starts
-# with `{"step": S, "id": "...", "reward": R`. The fast path pulls those fields out of a whole chunk with one regex
-# and counts identical (step, id, reward) keys in C: ~6x faster than json.loads per line. The regex matches only a
-# whole line that it proves is one JSON object which json.loads reads exactly as it does: JSON's own grammar for
-# the strings and numbers, json.dumps' separators, a flat tail of scalar fields whose keys are unescaped and are
-# none of step / id / reward / split (so no duplicate key can override what it read) except `"split": "train"`
-# (so no evaluation row, however escaped, is counted). It takes a chunk only if every line matched (a match never
-# spans a newline, so as many matches as lines means every line) and its bytes are UTF-8; any other chunk goes
-# through json.loads line by line, which also gives the exact error. Nothing is counted before the whole chunk is
-# known good, so a fallback never counts a line twice. tests/test_lim_selection.py checks that both paths agree.
+# with `{"step": S, "id": "...", "reward": R`. The fast path pulls those fields and the rest of each line out of a
+# whole chunk with one regex and counts identical (step, id, reward) keys in C: ~6x faster than json.loads per line.
+# It takes a chunk only if it proves that json.loads reads every line exactly so: a match at every line start (a
+# match ends at its line's end, so as many matches as lines means every line), UTF-8 bytes, each distinct key's
+# step, id and reward decoded by json.loads (once, then cached), and each distinct rest of a line a flat list of
+# scalar fields in JSON's own grammar with json.dumps' separators, whose keys are unescaped and none of step / id /
+# reward / split (so no duplicate key overrides what was read), except `"split": "train"` (so no evaluation row,
+# however escaped, is counted). Nothing is counted before the whole chunk is proved, so a fallback never counts a
+# line twice; any other chunk goes through json.loads line by line, which also gives the exact error.
+# tests/test_lim_selection.py checks that both paths agree, on hostile lines too.
+LOG_LINE = re.compile(rb'\n\{"step": ([0-9]+, "id": "[^"\n]*", "reward": [-+.0-9eE]+)([,}][^\n]*)')
 _STR = rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
 _NUM = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
 _SCALAR = rb"(?:%s|%s|true|false|null)" % (_STR, _NUM)
-_TAIL = rb'(?:, (?:"split": "train"|"(?!(?:step|id|reward|split)")[^"\\\x00-\x1f]*": %s))*\}' % _SCALAR
-LOG_KEY = re.compile(rb'\n\{"step": ([1-9][0-9]*, "id": %s, "reward": %s)%s(?=\n)' % (_STR, _NUM, _TAIL))
+LOG_TAIL = re.compile(rb'(?:, (?:"split": "train"|"(?!(?:step|id|reward|split)")[^"\\\x00-\x1f]*": %s))*\}' % _SCALAR)
+GOOD_TAILS_MAX = 1 << 16  # the cache of proved line tails is cleared at this size (real logs vary in `extracted`)
 
 
 def scan_rollout_log(path: Path, known: set | None, steps_per_epoch: int, num_epochs: int) -> dict:
     """Count each prompt's samples and successes per epoch in our JSONL rollout log, streaming."""
-    tally, cache = new_tally(known, num_epochs), ({}, {}, {})  # raw step, id, reward bytes -> epoch, row, success
+    # cache: raw step, id, reward bytes -> epoch, counts row, success; and the line tails proved good
+    tally, cache = new_tally(known, num_epochs), ({}, {}, {}, set())
     lineno, carry = 0, b"\n"  # each line in the buffer follows the previous line's newline (made up for the first)
     bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"reading {path.name}", disable=None)
     for chunk, is_last in read_chunks(path, bar):
@@ -184,15 +187,28 @@ def scan_rollout_log(path: Path, known: set | None, steps_per_epoch: int, num_ep
 def _fast_log_lines(buf: bytes, end: int, n_lines: int, tally: dict, cache: tuple, steps_per_epoch: int) -> bool:
     """Count the n_lines whole lines of buf[:end] if every one is proved a contract line (see above); else False,
     with nothing counted, and the caller parses them one by one."""
-    keys = LOG_KEY.findall(buf, 0, end)
-    if len(keys) != n_lines or not _is_utf8(buf, end):
+    pairs = LOG_LINE.findall(buf, 0, end)
+    if len(pairs) != n_lines or not _is_utf8(buf, end):
         return False
-    counts = Counter(keys)
-    decoded = []
-    for key in counts:  # decode every distinct key first: a key json.loads would read otherwise stops here
-        fields = _decode_log_key(key, tally, cache, steps_per_epoch)
-        if fields is None:
+    keys, tails = zip(*pairs, strict=True)
+    good_tails = cache[3]
+    for tail in set(tails).difference(good_tails):
+        if not LOG_TAIL.fullmatch(tail):
             return False
+        if len(good_tails) >= GOOD_TAILS_MAX:
+            good_tails.clear()
+        good_tails.add(tail)
+    counts = Counter(keys)
+    epoch_of, row_of, ok_of, _ = cache
+    decoded = []
+    for key in counts:  # decode every distinct key first: one that json.loads reads otherwise stops here
+        step_raw, _, rest = key.partition(b', "id": "')
+        id_raw, _, reward_raw = rest.rpartition(b'", "reward": ')  # the id holds no quote: the last one ends it
+        fields = epoch_of.get(step_raw), row_of.get(id_raw), ok_of.get(reward_raw)
+        if None in fields:
+            fields = _decode_log_fields(step_raw, id_raw, reward_raw, tally, cache, steps_per_epoch)
+            if fields is None:
+                return False
         decoded.append(fields)
     num_epochs = tally["num_epochs"]
     for (epoch, row, ok), n in zip(decoded, counts.values(), strict=True):
@@ -219,27 +235,24 @@ def _is_utf8(buf: bytes, end: int) -> bool:
     return True
 
 
-def _decode_log_key(key: bytes, tally: dict, cache: tuple, steps_per_epoch: int):
-    """A key's (epoch, counts row or False for an unknown id, success), decoded once and then cached; None if a
-    value is not what the contract says (the line then goes to json.loads, which reports it)."""
-    epoch_of, row_of, ok_of = cache
-    step_raw, _, rest = key.partition(b', "id": ')
-    id_raw, _, reward_raw = rest.rpartition(b', "reward": ')  # the id cannot hold `, "reward": ` unescaped
-    epoch, row, ok = epoch_of.get(step_raw), row_of.get(id_raw), ok_of.get(reward_raw)
-    if epoch is not None and row is not None and ok is not None:
-        return epoch, row, ok
-    try:
+def _decode_log_fields(step_raw, id_raw, reward_raw, tally: dict, cache: tuple, steps_per_epoch: int):
+    """Decode a key's raw step, id and reward once (then cached) into (epoch, counts row or False for an unknown
+    id, success); None if one is not what the contract says (the line then goes to json.loads, which reports it)."""
+    epoch_of, row_of, ok_of, _ = cache
+    try:  # json.loads of each value, as of the whole line: 01, 1e999, a trailing backslash or a control character fail
         if step_raw not in epoch_of:
-            step = int(step_raw)  # the regex allows only a positive integer
+            step = json.loads(step_raw)
+            if not isinstance(step, int) or step < 1:
+                return None
             tally["steps"].add(step)
             epoch_of[step_raw] = (step - 1) // steps_per_epoch
         if reward_raw not in ok_of:
             reward = json.loads(reward_raw)
-            if not is_number(reward):  # 1e999 is infinity
+            if not is_number(reward):
                 return None
             ok_of[reward_raw] = reward == 1
         if id_raw not in row_of:
-            pid = json.loads(id_raw) if b"\\" in id_raw else id_raw[1:-1].decode("utf-8")
+            pid = json.loads(b'"' + id_raw + b'"')
             row_of[id_raw] = tally_row(tally, pid) or False  # False: an unknown id, already noted
     except ValueError:  # UnicodeDecodeError is one
         return None

@@ -248,7 +248,8 @@ LOGS = [
     ([line(s, p, r) for s in (1, 3, 5) for p in "ab" for r in (1.0, -0.5)], True, "the contract"),
     ([line(1, "a", 1.0, response='say "hi" {"step": 2}'), line(3, "a", 1), line(5, "a", -1)], True, "tricky fields"),
     ([json.dumps({"id": "a", "reward": 1.0, "step": 1}), line(3, "a", 1.0), line(5, "a", 0)], False, "key order"),
-    ([line(1, "a", 1.0), line(1, 'é"x', 1.0), line(3, 'é"x', -0.5), line(5, 'é"x', 1.0)] * 2, True, "escapes"),
+    ([line(1, "a", 1.0), line(1, 'é"x', 1.0), line(3, 'é"x', -0.5), line(5, 'é"x', 1.0)] * 2, False, "escapes"),
+    ([line(1, "a", 1.0), line(1, 'é', 1.0), line(3, 'é\\x', -0.5), line(5, 'é', 1.0)] * 2, True, "escaped ids"),
     (
         [line(1, "a", 1.0, extracted='"split": "eval"', split="train"), line(3, "a", 1), line(5, "a", -1)],
         True,
@@ -293,6 +294,10 @@ HOSTILE = [
     '{"step": 1, "id": "a", "reward": 1, "x": {"step": 2, "id": "a", "reward": 1}}',  # a nested object
     '{"step": 1, "id": "a", "reward": 1, "x": [1, 2]}',
     '{"step": 1, "id": "a\t", "reward": 1, "correct": true}',  # a raw control character in a string
+    '{"step": 1, "id": "a\\\\", "reward": 1.0, "correct": true}',  # an id ending in a backslash
+    '{"step": 1, "id": "\\u00e9\\n", "reward": 1.0, "correct": true}',  # escapes json.loads reads
+    '{"step": 1, "id": "a", "reward": 1, "correct": true, "step": 1}',
+    '{"step": 1, "id": "a", "reward": 1, "correct": true, "extracted": "\\ud800"}',  # a lone surrogate, escaped
 ]
 HOSTILE_BYTES = [
     b'{"step": 1, "id": "\xed\xa0\x80", "reward": 1.0}',  # an encoded surrogate: json.loads takes it
