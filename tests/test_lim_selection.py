@@ -249,7 +249,7 @@ LOGS = [
     ([line(1, "a", 1.0, response='say "hi" {"step": 2}'), line(3, "a", 1), line(5, "a", -1)], True, "tricky fields"),
     ([json.dumps({"id": "a", "reward": 1.0, "step": 1}), line(3, "a", 1.0), line(5, "a", 0)], False, "key order"),
     ([line(1, "a", 1.0), line(1, 'é"x', 1.0), line(3, 'é"x', -0.5), line(5, 'é"x', 1.0)] * 2, False, "escapes"),
-    ([line(1, "a", 1.0), line(1, 'é', 1.0), line(3, 'é\\x', -0.5), line(5, 'é', 1.0)] * 2, True, "escaped ids"),
+    ([line(1, "a", 1.0), line(1, "é", 1.0), line(3, "é\\x", -0.5), line(5, "é", 1.0)] * 2, True, "escaped ids"),
     (
         [line(1, "a", 1.0, extracted='"split": "eval"', split="train"), line(3, "a", 1), line(5, "a", -1)],
         True,
