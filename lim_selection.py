@@ -37,7 +37,8 @@ Where we depart from the original script (GAIR-NLP/LIMR lim/lim_selection.py), a
   - One MATH-8k text has two ids. Step files cannot tell their samples apart, so they are pooled under the first
     id and the second is reported as a duplicate and not selected (the original selected both rows).
   - An average curve of all 1s (every prompt always solved) makes the denominator 0: every score is then 1.
-  - Missing step files, bad records and unknown prompts stop with one clear line; no output is half-written.
+  - Missing step files, bad records and unknown prompts stop with one clear line; every output is written or
+    none is, and none may replace an input.
   - Step files and logs are streamed, never held whole (the original kept every response of the run in memory).
 """
 
@@ -141,16 +142,17 @@ def read_chunks(path: Path, bar: tqdm | None = None):
 
 # Our rollout log. The reward server writes json.dumps of a dict in the contract's key order, so every line starts
 # with `{"step": S, "id": "...", "reward": R`. The fast path pulls those fields and the rest of each line out of a
-# whole chunk with one regex and counts identical (step, id, reward) keys in C: ~6x faster than json.loads per line.
-# It takes a chunk only if it proves that json.loads reads every line exactly so: a match at every line start (a
-# match ends at its line's end, so as many matches as lines means every line), UTF-8 bytes, each distinct key's
+# whole chunk with regexes and counts identical (step, id, reward) keys in C: ~6x faster than json.loads per line.
+# It takes a chunk only if it proves that json.loads reads every line exactly so: a match at every line start (one
+# that ran over a line's end would leave a line unmatched), UTF-8 bytes, each distinct key's
 # step, id and reward decoded by json.loads (once, then cached), and each distinct rest of a line a flat list of
 # scalar fields in JSON's own grammar with json.dumps' separators, whose keys are unescaped and none of step / id /
 # reward / split (so no duplicate key overrides what was read), except `"split": "train"` (so no evaluation row,
 # however escaped, is counted). Nothing is counted before the whole chunk is proved, so a fallback never counts a
 # line twice; any other chunk goes through json.loads line by line, which also gives the exact error.
 # tests/test_lim_selection.py checks that both paths agree, on hostile lines too.
-LOG_LINE = re.compile(rb'\n\{"step": ([0-9]+, "id": "[^"\n]*", "reward": [-+.0-9eE]+)([,}][^\n]*)')
+LOG_KEY = re.compile(rb'\n\{"step": ([0-9]+, "id": "[^"]*", "reward": [-+.0-9eE]+)[,}]')
+LOG_REST = re.compile(rb'"reward": [-+.0-9eE]+([,}][^\n]*)')  # once per line: the id holds no quote
 _STR = rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
 _NUM = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
 _SCALAR = rb"(?:%s|%s|true|false|null)" % (_STR, _NUM)
@@ -187,12 +189,11 @@ def scan_rollout_log(path: Path, known: set | None, steps_per_epoch: int, num_ep
 def _fast_log_lines(buf: bytes, end: int, n_lines: int, tally: dict, cache: tuple, steps_per_epoch: int) -> bool:
     """Count the n_lines whole lines of buf[:end] if every one is proved a contract line (see above); else False,
     with nothing counted, and the caller parses them one by one."""
-    pairs = LOG_LINE.findall(buf, 0, end)
-    if len(pairs) != n_lines or not _is_utf8(buf, end):
+    keys = LOG_KEY.findall(buf, 0, end)  # a match that ran over a line's end would leave a line unmatched
+    if len(keys) != n_lines or not _is_utf8(buf, end):
         return False
-    keys, tails = zip(*pairs, strict=True)
-    good_tails = cache[3]
-    for tail in set(tails).difference(good_tails):
+    good_tails = cache[3]  # two one-group passes: tuples of (key, tail) would cost more than both
+    for tail in set(LOG_REST.findall(buf, 0, end)).difference(good_tails):
         if not LOG_TAIL.fullmatch(tail):
             return False
         if len(good_tails) >= GOOD_TAILS_MAX:
