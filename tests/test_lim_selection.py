@@ -305,6 +305,24 @@ HOSTILE_BYTES = [
 ]
 
 
+def test_the_servers_own_lines_take_the_fast_path(tmp_path, monkeypatch):
+    """Lines as limr.rollout_log writes them (hostile model output in `extracted`, a stored response) are all read
+    by the fast path, and read as json.loads reads them."""
+    from limr.pool import Graded
+    from limr.rollout_log import RolloutLog, log_row
+
+    answers = ["5", 'say "hi"', "\\frac{1}{2}", "π\u2028", "\ud800", None, '"split": "eval"']
+    log = RolloutLog(tmp_path / "log.jsonl")
+    for n in range(60):
+        step, pid = n // 10 + 1, "ab"[n % 2]
+        graded = Graded(1.0 if n % 3 else -0.5, n % 3 > 0, answers[n % 7], None if n % 5 else "no box", 0.01)
+        log.write(log_row(step, pid, graded, n, response=None if n % 4 else f'\\boxed{{{n}}} "x"\n'))
+    log.close()
+    strict = count_calls(monkeypatch, "_strict_log_lines")
+    got = read_log(tmp_path / "log.jsonl", epochs=3)
+    assert not strict and got == strict_or_error(tmp_path / "log.jsonl", monkeypatch)
+
+
 def strict_or_error(log: Path, monkeypatch) -> object:
     """What json.loads line by line makes of a log: its accuracies, or the error message."""
     with monkeypatch.context() as m:
