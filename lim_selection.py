@@ -325,6 +325,9 @@ def _check_steps(path: Path, steps: set, steps_per_epoch: int, num_epochs: int) 
 # field (a key is a quoted name followed by ':', which cannot occur inside a JSON string, whose quotes are escaped)
 # and keeps its raw text. The fields must alternate prompt, reward, prompt, ... which proves each pair came from one
 # object; every distinct pair is then decoded once. A file that fails any check is parsed whole with json.load.
+# Unlike the log's, this path trusts the fork's writer: hand-made valid JSON (a duplicate key, a nested object, an
+# escaped key name) can be read otherwise than by json.load. Proving the layout costs as much as json.load itself
+# (0.46 s for a regex pass over a 15 MB step file, json.loads 0.51 s, this path 0.09 s).
 STEP_FIELD = re.compile(rb'"((?:prompt|reward)"\s*:\s*(?:"(?:[^"]*\\")*[^"]*"|[^,}\]\s]+))')
 PROMPT_KEY = re.compile(rb'"prompt"\s*:')
 
