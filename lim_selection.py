@@ -37,13 +37,15 @@ Where we depart from the original script (GAIR-NLP/LIMR lim/lim_selection.py), a
   - One MATH-8k text has two ids. Step files cannot tell their samples apart, so they are pooled under the first
     id and the second is reported as a duplicate and not selected (the original selected both rows).
   - An average curve of all 1s (every prompt always solved) makes the denominator 0: every score is then 1.
-  - Missing step files, bad records and unknown prompts stop with one clear line; no output is half-written.
+  - Missing step files, bad records and unknown prompts stop with one clear line; every output is written or
+    none is, and none may replace an input.
   - Step files and logs are streamed, never held whole (the original kept every response of the run in memory).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import random
@@ -55,12 +57,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from limr.dataset import write_prompt_files
-from limr.jsonio import DataError, atomic_write, is_number, read_json, write_json
+from limr.cli import float_in, int_in, refuse_overwriting_inputs, refuse_unwritable_outputs, same_file
+from limr.dataset import openrlhf_path, write_prompt_files
+from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, read_json, write_json
 from limr.paper import LINEAR_THETA, MAX_EPOCHS, STEPS_PER_EPOCH, THETA
 
 METHODS = ("lim", "linear", "rand", "variance", "learnability")
 CHUNK = 1 << 20  # read files 1 MiB at a time: bounded memory, and small buffers reuse the heap (faster than 8 MiB)
+# Flag bounds: counts are held per prompt and epoch, and a run needs every step 1 .. epochs x steps_per_epoch, so
+# --max_epochs 1e8 would only run out of memory; these are far above any run (the paper: 21 x 8).
+EPOCHS_LIMIT, STEPS_LIMIT = 1_000, 1_000_000
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -135,34 +141,43 @@ def read_chunks(path: Path, bar: tqdm | None = None):
 
 
 # Our rollout log. The reward server writes json.dumps of a dict in the contract's key order, so every line starts
-# with `{"step": S, "id": "...", "reward": R`. The fast path pulls those fields out of a whole chunk with one regex
-# and counts identical (step, id, reward) keys in C: ~6x faster than json.loads per line. It takes a chunk only if
-# its shape proves every line is one such record: a match at every line start, which the regex anchors on the
-# previous line's closing `}` and newline (so every line ends with `}`), one `{"step": ` per line (a line torn by a
-# crash and continued by the next write has two), and no evaluation rows. The optional fields after the reward are
-# not parsed. Any other chunk goes through json.loads line by line, which also gives the exact error;
-# tests/test_lim_selection.py checks that both paths agree.
-LOG_KEY = re.compile(rb'\}\n\{"step": ([0-9]+, "id": "[^"]*", "reward": [-+.0-9eE]+)[,}]')
-EVAL_ROW = b'"split": "eval"'  # limr.dataset marks evaluation prompts so; their rewards are not training samples
+# with `{"step": S, "id": "...", "reward": R`. The fast path pulls those fields and the rest of each line out of a
+# whole chunk with regexes and counts identical (step, id, reward) keys in C: ~6x faster than json.loads per line.
+# It takes a chunk only if it proves that json.loads reads every line exactly so: a match at every line start (one
+# that ran over a line's end would leave a line unmatched), UTF-8 bytes, each distinct key's
+# step, id and reward decoded by json.loads (once, then cached), and each distinct rest of a line a flat list of
+# scalar fields in JSON's own grammar with json.dumps' separators, whose keys are unescaped and none of step / id /
+# reward / split (so no duplicate key overrides what was read), except `"split": "train"` (so no evaluation row,
+# however escaped, is counted). Nothing is counted before the whole chunk is proved, so a fallback never counts a
+# line twice; any other chunk goes through json.loads line by line, which also gives the exact error.
+# tests/test_lim_selection.py checks that both paths agree, on hostile lines too.
+LOG_KEY = re.compile(rb'\n\{"step": ([0-9]+, "id": "[^"]*", "reward": [-+.0-9eE]+)[,}]')
+LOG_REST = re.compile(rb'"reward": [-+.0-9eE]+([,}][^\n]*)')  # once per line: the id holds no quote
+_STR = rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
+_NUM = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+_SCALAR = rb"(?:%s|%s|true|false|null)" % (_STR, _NUM)
+LOG_TAIL = re.compile(rb'(?:, (?:"split": "train"|"(?!(?:step|id|reward|split)")[^"\\\x00-\x1f]*": %s))*\}' % _SCALAR)
+GOOD_TAILS_MAX = 1 << 16  # the cache of proved line tails is cleared at this size (real logs vary in `extracted`)
 
 
 def scan_rollout_log(path: Path, known: set | None, steps_per_epoch: int, num_epochs: int) -> dict:
     """Count each prompt's samples and successes per epoch in our JSONL rollout log, streaming."""
-    tally, cache = new_tally(known, num_epochs), ({}, {}, {})  # raw step, id, reward bytes -> epoch, row, success
-    lineno, carry = 0, b"}\n"  # each line in the buffer follows the previous line's "}\n" (made up for the first)
+    # cache: raw step, id, reward bytes -> epoch, counts row, success; and the line tails proved good
+    tally, cache = new_tally(known, num_epochs), ({}, {}, {}, set())
+    lineno, carry = 0, b"\n"  # each line in the buffer follows the previous line's newline (made up for the first)
     bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"reading {path.name}", disable=None)
     for chunk, is_last in read_chunks(path, bar):
         buf = carry + chunk
         if is_last:  # the file's last line is parsed on its own below: a torn one is skipped, not fatal
-            buf = buf[:2] + buf[2:].rstrip()
-        end = buf.rfind(b"\n") + 1  # buf[2:end] holds whole lines
-        n_lines = buf.count(b"\n", 2, end)
+            buf = buf[:1] + buf[1:].rstrip()
+        end = buf.rfind(b"\n") + 1  # buf[1:end] holds whole lines
+        n_lines = buf.count(b"\n", 1, end)
         if n_lines and not _fast_log_lines(buf, end, n_lines, tally, cache, steps_per_epoch):
-            _strict_log_lines(path, buf[2:end], lineno, tally, steps_per_epoch)
+            _strict_log_lines(path, buf[1:end], lineno, tally, steps_per_epoch)
         lineno += n_lines
         if is_last and buf[end:]:
             _last_log_line(path, buf[end:], lineno + 1, tally, steps_per_epoch)
-        carry = buf[end - 2 :]
+        carry = buf[end - 1 :]
     bar.close()
     if tally["unknown"]:
         first = sorted(tally["unknown"])[0]
@@ -172,29 +187,32 @@ def scan_rollout_log(path: Path, known: set | None, steps_per_epoch: int, num_ep
 
 
 def _fast_log_lines(buf: bytes, end: int, n_lines: int, tally: dict, cache: tuple, steps_per_epoch: int) -> bool:
-    """Count the n_lines whole lines of buf[:end] if their shape allows (see above); False: parse them one by one.
-
-    A key that fails to decode here is a line that json.loads rejects too, so the fallback raises the error and
-    never counts a line twice.
-    """
-    keys = LOG_KEY.findall(buf, 0, end)
-    if not (
-        len(keys) == n_lines == buf.count(b'{"step": ', 0, end)
-        and buf[end - 2 : end] == b"}\n"
-        and buf.find(EVAL_ROW, 0, end) < 0
-    ):
+    """Count the n_lines whole lines of buf[:end] if every one is proved a contract line (see above); else False,
+    with nothing counted, and the caller parses them one by one."""
+    keys = LOG_KEY.findall(buf, 0, end)  # a match that ran over a line's end would leave a line unmatched
+    if len(keys) != n_lines or not _is_utf8(buf, end):
         return False
-    epoch_of, row_of, ok_of = cache
-    num_epochs = tally["num_epochs"]
-    for key, n in Counter(keys).items():
+    good_tails = cache[3]  # two one-group passes: tuples of (key, tail) would cost more than both
+    for tail in set(LOG_REST.findall(buf, 0, end)).difference(good_tails):
+        if not LOG_TAIL.fullmatch(tail):
+            return False
+        if len(good_tails) >= GOOD_TAILS_MAX:
+            good_tails.clear()
+        good_tails.add(tail)
+    counts = Counter(keys)
+    epoch_of, row_of, ok_of, _ = cache
+    decoded = []
+    for key in counts:  # decode every distinct key first: one that json.loads reads otherwise stops here
         step_raw, _, rest = key.partition(b', "id": "')
-        id_raw, _, reward_raw = rest.partition(b'", "reward": ')
-        epoch, row, ok = epoch_of.get(step_raw), row_of.get(id_raw), ok_of.get(reward_raw)
-        if epoch is None or row is None or ok is None:
-            decoded = _decode_log_fields(step_raw, id_raw, reward_raw, tally, cache, steps_per_epoch)
-            if decoded is None:
+        id_raw, _, reward_raw = rest.rpartition(b'", "reward": ')  # the id holds no quote: the last one ends it
+        fields = epoch_of.get(step_raw), row_of.get(id_raw), ok_of.get(reward_raw)
+        if None in fields:
+            fields = _decode_log_fields(step_raw, id_raw, reward_raw, tally, cache, steps_per_epoch)
+            if fields is None:
                 return False
-            epoch, row, ok = decoded
+        decoded.append(fields)
+    num_epochs = tally["num_epochs"]
+    for (epoch, row, ok), n in zip(decoded, counts.values(), strict=True):
         if row is False:
             continue
         if epoch >= num_epochs:
@@ -207,10 +225,22 @@ def _fast_log_lines(buf: bytes, end: int, n_lines: int, tally: dict, cache: tupl
     return True
 
 
-def _decode_log_fields(step_raw, id_raw, reward_raw, tally: dict, cache: tuple, steps_per_epoch: int):
-    """Decode a key's raw step, id and reward once (then cached); None if one is not what the contract says."""
-    epoch_of, row_of, ok_of = cache
+def _is_utf8(buf: bytes, end: int) -> bool:
+    """json.loads rejects bytes that are not UTF-8 (it allows encoded surrogates, which land in the slow path)."""
+    if buf.isascii():
+        return True
     try:
+        buf[:end].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _decode_log_fields(step_raw, id_raw, reward_raw, tally: dict, cache: tuple, steps_per_epoch: int):
+    """Decode a key's raw step, id and reward once (then cached) into (epoch, counts row or False for an unknown
+    id, success); None if one is not what the contract says (the line then goes to json.loads, which reports it)."""
+    epoch_of, row_of, ok_of, _ = cache
+    try:  # json.loads of each value, as of the whole line: 01, 1e999, a trailing backslash or a control character fail
         if step_raw not in epoch_of:
             step = json.loads(step_raw)
             if not isinstance(step, int) or step < 1:
@@ -223,7 +253,7 @@ def _decode_log_fields(step_raw, id_raw, reward_raw, tally: dict, cache: tuple, 
                 return None
             ok_of[reward_raw] = reward == 1
         if id_raw not in row_of:
-            pid = json.loads(b'"' + id_raw + b'"') if b"\\" in id_raw else id_raw.decode("utf-8")
+            pid = json.loads(b'"' + id_raw + b'"')
             row_of[id_raw] = tally_row(tally, pid) or False  # False: an unknown id, already noted
     except ValueError:  # UnicodeDecodeError is one
         return None
@@ -295,6 +325,9 @@ def _check_steps(path: Path, steps: set, steps_per_epoch: int, num_epochs: int) 
 # field (a key is a quoted name followed by ':', which cannot occur inside a JSON string, whose quotes are escaped)
 # and keeps its raw text. The fields must alternate prompt, reward, prompt, ... which proves each pair came from one
 # object; every distinct pair is then decoded once. A file that fails any check is parsed whole with json.load.
+# Unlike the log's, this path trusts the fork's writer: hand-made valid JSON (a duplicate key, a nested object, an
+# escaped key name) can be read otherwise than by json.load. Proving the layout costs as much as json.load itself
+# (0.46 s for a regex pass over a 15 MB step file, json.loads 0.51 s, this path 0.09 s).
 STEP_FIELD = re.compile(rb'"((?:prompt|reward)"\s*:\s*(?:"(?:[^"]*\\")*[^"]*"|[^,}\]\s]+))')
 PROMPT_KEY = re.compile(rb'"prompt"\s*:')
 
@@ -584,24 +617,54 @@ def side_path(output_path: Path, suffix: str) -> Path:
     return output_path.with_name(f"{output_path.stem}.{suffix}")
 
 
-def write_outputs(args, selected: list[str], prompts: list[dict] | None, scores: dict | None, report: dict) -> None:
+PLOTS = ("trajectories.png", "scores.png", "overlap.png")
+
+
+def scores_output_is_input(args, scores_out: Path) -> bool:
+    """--scores_path's own file named as the scores output already holds the scores: it is left as it is."""
+    return bool(args.scores_path) and same_file(scores_out, args.scores_path)
+
+
+def output_paths(args) -> list[Path]:
+    """Every file a run may write: the selection and its OpenRLHF twin, the scores, the report, the plots."""
     out = Path(args.output_path)
+    paths = [out, side_path(out, "report.json")]
+    if args.original_prompts_path:
+        paths.append(openrlhf_path(out))
+    scores_out = Path(args.scores_output) if args.scores_output else side_path(out, "scores.json")
+    if not scores_output_is_input(args, scores_out):
+        paths.append(scores_out)
+    return paths + ([] if args.no_plots else [side_path(out, name) for name in PLOTS])
+
+
+def write_outputs(args, selected: list[str], prompts: list[dict] | None, scores: dict | None, report: dict) -> list:
+    """Write the selection, scores and report; returns what to print once everything is in place."""
+    out, done = Path(args.output_path), []
     if prompts is not None:
         by_id = {it["id"]: it for it in prompts}
         twin = write_prompt_files(out, [by_id[pid] for pid in selected])
-        print(f"wrote {len(selected)} prompts to {out} and its OpenRLHF dataset {twin}")
+        done.append(f"wrote {len(selected)} prompts to {out} and its OpenRLHF dataset {twin}")
     else:
         write_json(out, [{"id": pid} for pid in selected])
-        print(f"wrote {len(selected)} ids to {out} (no prompt file: ids only, no OpenRLHF dataset)")
+        done.append(f"wrote {len(selected)} ids to {out} (no prompt file: ids only, no OpenRLHF dataset)")
     scores_out = Path(args.scores_output) if args.scores_output else side_path(out, "scores.json")
-    if scores is not None and not (args.scores_path and scores_out.resolve() == Path(args.scores_path).resolve()):
+    if scores is not None and not scores_output_is_input(args, scores_out):
         text = {it["id"]: it["prompt"] for it in prompts} if prompts is not None else None
         rows = [{"id": pid, **({"prompt": text[pid]} if text else {}), "score": s} for pid, s in scores.items()]
         with atomic_write(scores_out) as f:  # the release's rows, one per line (json.dump's indent is 10x slower)
             f.write("[\n" + ",\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n]\n")
-        print(f"wrote {len(rows)} scores to {scores_out}")
+        done.append(f"wrote {len(rows)} scores to {scores_out}")
     write_json(side_path(out, "report.json"), report)
-    print(f"wrote the report to {side_path(out, 'report.json')}")
+    return [*done, f"wrote the report to {side_path(out, 'report.json')}"]
+
+
+def save_png(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_write(path, "wb") as f:  # like every output: whole or not at all
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
 
 
 def plot_trajectories(path: Path, complete: dict, reference: list[float], scores: dict, chosen: set, ref_name: str):
@@ -629,9 +692,7 @@ def plot_trajectories(path: Path, complete: dict, reference: list[float], scores
     ax.plot(epochs, reference, color="black", lw=2.5, label=ref_name)
     ax.set(xlabel="epoch", ylabel="accuracy", ylim=(-0.03, 1.03), title="selected (green) vs rejected (red) prompts")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_histogram(path: Path, scores: dict, cutoff: float | None, method: str):
@@ -646,9 +707,7 @@ def plot_histogram(path: Path, scores: dict, cutoff: float | None, method: str):
         ax.axvline(cutoff, color="tab:red", ls="--", label=f"cut-off {cutoff:g}")
         ax.legend()
     ax.set(xlabel=f"{method} score", ylabel="prompts", title=f"{len(scores)} scored prompts")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_overlap(path: Path, chosen: dict[str, list[str]]):
@@ -668,26 +727,23 @@ def plot_overlap(path: Path, chosen: dict[str, list[str]]):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
     fig.colorbar(im, label="Jaccard overlap")
     ax.set_title(f"overlap of the selections ({len(next(iter(chosen.values())))} prompts each)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
-def write_plots(args, complete: dict | None, scores: dict | None, chosen: set, cutoff, compared: dict | None):
+def write_plots(args, complete: dict | None, scores: dict | None, chosen: set, cutoff, compared: dict | None) -> list:
     out = Path(args.output_path)
-    try:
-        if scores and complete:
-            reference = linear_reference(args.max_epochs) if args.method == "linear" else mean_curve(complete)
-            name = "linear reference" if args.method == "linear" else "average curve (r_avg)"
-            plot_trajectories(side_path(out, "trajectories.png"), complete, reference, scores, chosen, name)
-        if scores:
-            plot_histogram(side_path(out, "scores.png"), scores, cutoff, args.method)
-        if compared:
-            plot_overlap(side_path(out, "overlap.png"), compared)
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         print("warning: matplotlib is not installed; no plots (pip install matplotlib, or pass --no_plots)")
-        return
-    print(f"wrote plots beside {out}")
+        return []
+    if scores and complete:
+        reference = linear_reference(args.max_epochs) if args.method == "linear" else mean_curve(complete)
+        name = "linear reference" if args.method == "linear" else "average curve (r_avg)"
+        plot_trajectories(side_path(out, "trajectories.png"), complete, reference, scores, chosen, name)
+    if scores:
+        plot_histogram(side_path(out, "scores.png"), scores, cutoff, args.method)
+    if compared:
+        plot_overlap(side_path(out, "overlap.png"), compared)
+    return [f"wrote plots beside {out}"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -704,23 +760,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     src.add_argument("--scores_path", help="saved scores [{'prompt' or 'id', 'score'}] to select from")
     p.add_argument("--original_prompts_path", help="prompt file (JSON list of {id, prompt, answer, source})")
     p.add_argument("--output_path", default="outputs/lim/limr.json", help="selected prompts (.json; .jsonl beside)")
-    p.add_argument("--steps_per_epoch", type=int, default=STEPS_PER_EPOCH, help="training steps per epoch (paper: 8)")
-    p.add_argument("--max_epochs", type=int, default=MAX_EPOCHS, help="epochs scored (paper: 21)")
-    p.add_argument("--similarity_threshold", type=float,
+    p.add_argument("--steps_per_epoch", type=int_in(1, STEPS_LIMIT), default=STEPS_PER_EPOCH,
+                   help="training steps per epoch (paper: 8)")  # fmt: skip
+    p.add_argument("--max_epochs", type=int_in(1, EPOCHS_LIMIT), default=MAX_EPOCHS, help="epochs scored (paper: 21)")
+    p.add_argument("--similarity_threshold", type=float_in(None),
                    help=f"keep score >= this (default: lim {THETA}, linear {LINEAR_THETA}); rand, variance and "
                    "learnability take as many prompts as LIM keeps at it")  # fmt: skip
     p.add_argument("--method", choices=METHODS, default="lim")
-    p.add_argument("--num_samples", type=int, help="select the top K (rand: draw K) instead of a threshold")
+    p.add_argument("--num_samples", type=int_in(1), help="select the top K (rand: draw K) instead of a threshold")
     p.add_argument("--seed", type=int, default=0, help="seed of RAND")
     p.add_argument("--compare", action="store_true", help="run every method at one size and print their overlap")
     p.add_argument("--scores_output", help="every scored prompt with its score (default: <output>.scores.json)")
     p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
-    args = p.parse_args(argv)
-    if min(args.steps_per_epoch, args.max_epochs) < 1:
-        p.error("--steps_per_epoch and --max_epochs must be >= 1")
-    if args.num_samples is not None and args.num_samples < 1:
-        p.error("--num_samples must be >= 1")
-    return args
+    return p.parse_args(argv)
 
 
 def load_inputs(args, prompts: list[dict] | None) -> tuple[dict, dict]:
@@ -850,6 +902,9 @@ def run(args) -> None:
         raise DataError(f"--output_path must end in .json (its OpenRLHF twin goes beside it): {args.output_path}")
     if args.train_samples_path and not args.original_prompts_path and Path(args.train_samples_path).is_dir():
         raise DataError("step files name prompts by text: pass --original_prompts_path")
+    inputs = (args.train_samples_path, args.accuracy_path, args.scores_path, args.original_prompts_path)
+    refuse_overwriting_inputs(inputs, output_paths(args))  # before anything is read: a log is days of GPU time
+    refuse_unwritable_outputs(output_paths(args))
     prompts = read_prompts(args.original_prompts_path) if args.original_prompts_path else None
     complete, compared = None, None
     if args.scores_path:
@@ -863,9 +918,16 @@ def run(args) -> None:
             compared = compare_methods(complete, pool, result["k"], args.seed)
     report = build_report(args, info, result, None if prompts is None else len(prompts), compared)
     print_report(report)
-    write_outputs(args, result["selected"], prompts, result["scores"], report)
-    if not args.no_plots:
-        write_plots(args, complete, result["scores"], set(result["selected"]), result["cutoff"], compared)
+    try:
+        with all_or_nothing():  # every output or none: a full disk leaves no selection without its twin
+            done = write_outputs(args, result["selected"], prompts, result["scores"], report)
+            if not args.no_plots:
+                done += write_plots(
+                    args, complete, result["scores"], set(result["selected"]), result["cutoff"], compared
+                )
+    except OSError as e:
+        raise DataError(f"cannot write the outputs, none written: {e}") from None
+    print("\n".join(done))
 
 
 def main(argv=None) -> int:

@@ -2,11 +2,14 @@
 
     python data/prepare.py                                              # download from GitHub, write data/
     python data/prepare.py --from ../shared/data/limr-release --out data/   # the same from a local copy
+    python data/prepare.py --from my-edited-copy --no_verify            # a copy changed on purpose
 
 Writes into --out: math8k.json, limr.json and validation.json (the paper's prompt format) each with its
 OpenRLHF twin (.jsonl, validation rows labelled split "eval"), scores.json (the released LIM scores, for
 `lim_selection.py --scores_path`), aime24.jsonl / amc23.jsonl / math500.jsonl ({id, question, answer}) and
-eval_config.json. Every input is read and checked before anything is written: a bad input prints one
+eval_config.json. Local copies are checked byte for byte against the pinned release, as downloads are, unless
+--no_verify. Every input is read and checked before anything is written, and the outputs are written all or
+nothing: a bad input, an output that would replace an input, or a write that fails (a full disk) prints one
 `error: ...` line and exits 2 with no output touched; usable oddities of the release print `warning: ...`.
 data/README.md lists the files, their counts and the warnings printed on the real release.
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from limr.cli import refuse_overwriting_inputs, refuse_unwritable_outputs
 from limr.dataset import (
     Warn,
     check_scored,
@@ -34,7 +38,7 @@ from limr.dataset import (
     select_by_score,
     write_prompt_files,
 )
-from limr.jsonio import DataError, atomic_write, write_json, write_jsonl
+from limr.jsonio import DataError, all_or_nothing, atomic_write, write_json, write_jsonl
 from limr.paper import BENCHMARK_SIZES, LIMR_SIZE, MATH8K_SIZE, THETA, VALIDATION_SIZE
 
 LIMR_COMMIT = "98ebf1bd54cc4539a9ac2332327ab0200bc2a88f"  # GAIR-NLP/LIMR HEAD of 2025-02-20 ("Create scores.json")
@@ -61,6 +65,12 @@ EXPECTED = {
     "scores.json": SCORES_SIZE,
     **{f"{b}.jsonl": n for b, n in BENCHMARK_SIZES.items()},
 }
+OUTPUTS = (
+    *(f"{n}.{ext}" for n in ("math8k", "limr", "validation") for ext in ("json", "jsonl")),
+    "scores.json",
+    *(f"{b}.jsonl" for b in BENCHMARKS),
+    "eval_config.json",
+)
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -94,8 +104,23 @@ def download_release(dest: Path, base_url: str = BASE_URL) -> None:
             f.write(data)
 
 
-def load_limr(src: Path, math8k: list[dict], scores: list[dict], warn: Warn, strict: bool) -> tuple[list[dict], str]:
-    """The LIMR subset as MATH-8k rows: from limr.json when the folder has one, else rebuilt from the scores."""
+def verify_release(src: Path) -> None:
+    """Each release file in a local folder must be the pinned commit's, byte for byte, as a download must."""
+    for name, (path, blob) in RELEASE_FILES.items():
+        if (src / name).is_file() and git_blob_sha1((src / name).read_bytes()) != blob:
+            raise DataError(
+                f"{src / name} is not {path} of the release at {LIMR_COMMIT[:12]} (changed on purpose? --no_verify)"
+            )
+
+
+def load_limr(
+    src: Path, math8k: list[dict], scores: list[dict], warn: Warn, strict: bool, verify: bool = False
+) -> tuple[list[dict], str]:
+    """The LIMR subset as MATH-8k rows: from limr.json when the folder has one, else rebuilt from the scores.
+
+    limr.json has no pinned hash (the release ships an Arrow folder): verified, it must be exactly the subset that
+    the verified scores.json selects.
+    """
     selected = select_by_score(scores, math8k, THETA)
     if not (src / "limr.json").exists():
         return selected, f"rebuilt: scores.json >= {THETA}"
@@ -111,19 +136,25 @@ def load_limr(src: Path, math8k: list[dict], scores: list[dict], warn: Warn, str
         return limr, f"= scores.json >= {THETA}"
     extra = len({r["id"] for r in limr} - {r["id"] for r in selected})
     missing = len({r["id"] for r in selected} - {r["id"] for r in limr})
-    warn(f"limr.json: not the scores.json >= {THETA} selection ({extra} ids extra, {missing} missing, or reordered)")
+    msg = f"limr.json: not the scores.json >= {THETA} selection ({extra} ids extra, {missing} missing, or reordered)"
+    if verify:
+        raise DataError(f"{msg} (changed on purpose? --no_verify)")
+    warn(msg)
     return limr, ""
 
 
-def load_release(src: Path, warn: Warn, strict: bool = False) -> tuple[dict, dict]:
-    """Read and check every release file in `src`; returns ({output name: rows}, {output name: note})."""
+def load_release(src: Path, warn: Warn, strict: bool = False, verify: bool = False) -> tuple[dict, dict]:
+    """Read and check every release file in `src` (first against the pinned hashes, with `verify`); returns
+    ({output name: rows}, {output name: note})."""
     if not src.is_dir():
         raise DataError(f"{src}: no such folder")
+    if verify:
+        verify_release(src)
     kw = {"warn": warn, "strict": strict}
     math8k = load_prompts(src / "math8k.json", **kw)
     scores = load_scores(src / "scores.json", **kw)
     check_scored("scores.json", scores, math8k, "math8k.json")
-    limr, limr_note = load_limr(src, math8k, scores, warn, strict)
+    limr, limr_note = load_limr(src, math8k, scores, warn, strict, verify)
     data = {
         "math8k.json": math8k,
         "limr.json": limr,
@@ -175,29 +206,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--strict", action="store_true", help="unexpected counts and unknown fields are errors, not warnings"
     )
     p.add_argument("--base_url", default=BASE_URL, help="where the release files are downloaded from (a mirror)")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--no_verify",
+        action="store_true",
+        help="--from: use files that differ from the pinned release (edited copies)",
+    )
+    args = p.parse_args(argv)
+    if args.no_verify and args.src is None:
+        p.error("--no_verify goes with --from: downloads are always checked")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings: list[str] = []
+    outputs = [args.out / name for name in OUTPUTS]
     try:
         if args.src is not None:
-            data, notes = load_release(args.src, warnings.append, args.strict)
+            refuse_overwriting_inputs([args.src / name for name in (*RELEASE_FILES, "limr.json")], outputs)
+        refuse_unwritable_outputs(outputs)
+        if args.src is not None:
+            data, notes = load_release(args.src, warnings.append, args.strict, verify=not args.no_verify)
         else:
             with tempfile.TemporaryDirectory(prefix="limr-release-") as tmp:
                 download_release(Path(tmp), args.base_url)
-                data, notes = load_release(Path(tmp), warnings.append, args.strict)
+                data, notes = load_release(Path(tmp), warnings.append, args.strict, verify=True)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     try:
-        write_outputs(data, args.out)
+        with all_or_nothing():  # a full disk on the last file leaves no math8k.json behind
+            write_outputs(data, args.out)
     except OSError as e:
-        print(f"error: cannot write to {args.out} ({e})", file=sys.stderr)
-        return 1
+        print(f"error: cannot write to {args.out}, nothing written ({e})", file=sys.stderr)
+        return 2
     print(f"wrote {args.out} from {args.src or args.base_url}")
     print(summary(data, notes))
     return 0

@@ -12,8 +12,9 @@ then their mean when there are several. A run's row is its last step; `--step be
 average instead, which selects on the test sets themselves, so say so wherever you report it. A benchmark evaluated
 on fewer questions than the full set (a smoke test) is marked †. `--paper` adds the paper's rows. curves.png plots
 accuracy against training step for each benchmark and on average (the paper's Fig. 3a / 4): a run's base folder, if
-any, is its step 0; a run that has only a base folder (the base model) is a dashed line. Bad input prints one
-`error:` line, exits 2 and writes nothing.
+any, is its step 0; a run that has only a base folder (the base model) is a dashed line. Bad input, an output
+that would replace a results file or cannot be written, or a failed write prints one `error:` line, exits 2 and
+writes nothing (the three files are written all or nothing).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from limr.jsonio import DataError, atomic_write, is_number, read_json
+from limr.cli import refuse_overwriting_inputs, refuse_unwritable_outputs
+from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, read_json
 from limr.paper import BENCHMARK_SIZES
 
 BENCHES = ("aime24", "math500", "amc23")  # Table 2's column order
@@ -217,8 +219,9 @@ def parse_questions(spec: str | None) -> dict[str, int]:
     counts = {}
     for item in filter(None, (s.strip() for s in (spec or "").split(","))):
         name, _, n = item.partition("=")
-        if not name or not n.strip().isdigit():
-            raise DataError(f"--questions: expected run=N, got {item!r}")
+        n = n.strip()
+        if not name or not (n.isascii() and n.isdigit() and int(n) >= 1):  # isdigit alone takes "²"
+            raise DataError(f"--questions: expected run=N with N >= 1, got {item!r}")
         counts[name.strip()] = int(n)
     return counts
 
@@ -240,7 +243,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     names = [n.strip() for n in args.runs.split(",") if n.strip()] if args.runs else None
+    out = args.out or args.eval_dir
+    written = ["summary.md", "summary.csv", *([] if args.no_plot else ["curves.png"])]
     try:
+        results = sorted(args.eval_dir.glob("*/*/results.json")) if args.eval_dir.is_dir() else []
+        refuse_overwriting_inputs(results, [out / w for w in written])
+        refuse_unwritable_outputs([out / w for w in written])
         runs = load_runs(args.eval_dir, names)
         cols = columns(runs, args.paper)
         rows = table_rows(runs, args.step, parse_questions(args.questions), cols)
@@ -248,17 +256,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows += paper_rows() if args.paper else []
-    out = args.out or args.eval_dir
     table = markdown(rows, cols)
-    with atomic_write(out / "summary.md") as f:
-        f.write(table)
-    with atomic_write(out / "summary.csv") as f:
-        f.write(to_csv(rows, cols))
-    written = ["summary.md", "summary.csv"]
-    if not args.no_plot:
-        with atomic_write(out / "curves.png", "wb") as f:
-            plot_curves(runs, f, cols)
-        written.append("curves.png")
+    try:
+        with all_or_nothing():
+            with atomic_write(out / "summary.md") as f:
+                f.write(table)
+            with atomic_write(out / "summary.csv") as f:
+                f.write(to_csv(rows, cols))
+            if not args.no_plot:
+                with atomic_write(out / "curves.png", "wb") as f:
+                    plot_curves(runs, f, cols)
+    except OSError as e:
+        print(f"error: cannot write to {out}, nothing written ({e})", file=sys.stderr)
+        return 2
     print(table)
     print(f"wrote {', '.join(str(out / w) for w in written)}")
     return 0

@@ -33,27 +33,29 @@ def int_in(low: int, high: int | None = None):
     return parse
 
 
-def float_in(low: float, high: float | None = None, low_open: bool = False):
-    """An argparse `type`: a finite float in [low, high] (or (low, high] with low_open); never NaN or infinity."""
+def float_in(low: float | None, high: float | None = None, low_open: bool = False):
+    """An argparse `type`: a finite float in [low, high] (or (low, high] with low_open; None: no bound); never NaN
+    or infinity."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        below = value <= low if low_open else value < low
+        below = low is not None and (value <= low if low_open else value < low)
         if not math.isfinite(value) or below or (high is not None and value > high):
-            bound = f"{'>' if low_open else '>='} {low}" + ("" if high is None else f" and <= {high}")
-            raise argparse.ArgumentTypeError(f"{text} is out of range: must be finite and {bound}")
+            bounds = [f"{'>' if low_open else '>='} {low}"] if low is not None else []
+            bounds += [] if high is None else [f"<= {high}"]
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {' and '.join(['finite', *bounds])}")
         return value
 
     parse.__name__ = "number"
     return parse
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Same path after resolving symlinks, or the same inode (a hard link)."""
-    if a.resolve() == b.resolve():
+    if Path(a).resolve() == Path(b).resolve():
         return True
     try:
         return os.path.samefile(a, b)
@@ -69,5 +71,23 @@ def refuse_overwriting_inputs(inputs: Iterable[str | os.PathLike | None], output
     ins = [Path(p) for p in inputs if p is not None]
     for out in (Path(p) for p in outputs if p is not None):
         for src in ins:
-            if _same_file(out, src) or (src.is_dir() and out.resolve().is_relative_to(src.resolve())):
+            if same_file(out, src) or (src.is_dir() and out.resolve().is_relative_to(src.resolve())):
                 raise DataError(f"output {out} would overwrite the input {src}: choose another output path")
+
+
+def refuse_unwritable_outputs(outputs: Iterable[str | os.PathLike | None]) -> None:
+    """Raise DataError when an output cannot be written: found before any work, not after hours of grading.
+
+    The folders need not exist yet (they are made on writing): the nearest one that does must be a folder this
+    process may create entries in. Nothing is created here.
+    """
+    for out in (Path(p) for p in outputs if p is not None):
+        if out.is_dir():
+            raise DataError(f"output {out} is a folder: give a file name")
+        folder = out.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise DataError(f"cannot write {out}: {folder} is not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise DataError(f"cannot write {out}: no permission to write in {folder}")

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from limr.cli import float_in, int_in, refuse_overwriting_inputs
+from limr.cli import float_in, int_in, refuse_overwriting_inputs, refuse_unwritable_outputs
 from limr.jsonio import DataError
 
 
@@ -55,3 +55,26 @@ def test_outputs_that_are_inputs_are_refused(tmp_path):
             refuse_overwriting_inputs([None, log, steps], [out])
     refuse_overwriting_inputs([log, steps], [tmp_path / "limr.json", None])  # a new file is fine
     assert log.read_text() == "x\n"
+
+
+def test_a_threshold_may_be_any_finite_number():
+    parse = float_in(None)
+    assert parse("-3.5") == -3.5 and parse("1e300") == 1e300
+    for text in ("nan", "-inf", "inf"):
+        with pytest.raises(argparse.ArgumentTypeError, match="must be finite"):
+            parse(text)
+
+
+def test_unwritable_outputs_are_refused_without_creating_anything(tmp_path):
+    (tmp_path / "file").write_text("")
+    refuse_unwritable_outputs([tmp_path / "new" / "deeper" / "x.json", None])  # folders are made on writing
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(DataError, match="is not a folder"):
+        refuse_unwritable_outputs([tmp_path / "file" / "x.json"])
+    with pytest.raises(DataError, match="is a folder"):
+        refuse_unwritable_outputs([tmp_path])
+    if os.geteuid() != 0:  # root may write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        with pytest.raises(DataError, match="no permission"):
+            refuse_unwritable_outputs([ro / "x.json"])

@@ -20,7 +20,7 @@ from limr.dataset import (
     to_openrlhf_row,
     write_prompt_files,
 )
-from limr.jsonio import DataError, iter_jsonl, read_json
+from limr.jsonio import DataError, all_or_nothing, iter_jsonl, read_json, write_json, write_jsonl
 from limr.paper import SYSTEM_PROMPT
 
 
@@ -222,3 +222,39 @@ def test_release_scores_select_exactly_limr(shared_data):
     math8k = load_prompts(release / "math8k.json", warn=lambda _: None)
     selected = select_by_score(load_scores(release / "scores.json"), math8k)
     assert [r["id"] for r in selected] == [r["id"] for r in read_json(release / "limr.json")]
+
+
+# ---- limr.jsonio: all-or-nothing writes, and the JSONL reader's line numbers ---------------------------------------
+
+
+def test_all_or_nothing_moves_every_file_or_none(tmp_path):
+    (tmp_path / "a.json").write_text("old")
+    with pytest.raises(RuntimeError), all_or_nothing():
+        write_json(tmp_path / "a.json", [1])
+        write_jsonl(tmp_path / "b.jsonl", [{"x": 1}])
+        assert (tmp_path / "a.json").read_text() == "old" and not (tmp_path / "b.jsonl").exists()  # held back
+        raise RuntimeError("the third file fails")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"] and (tmp_path / "a.json").read_text() == "old"
+    with all_or_nothing():
+        write_json(tmp_path / "a.json", [1])
+        write_jsonl(tmp_path / "b.jsonl", [{"x": 1}])
+    assert read_json(tmp_path / "a.json") == [1] and [o for _, o in iter_jsonl(tmp_path / "b.jsonl")] == [{"x": 1}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.jsonl"]  # no temporary files
+
+
+def test_iter_jsonl_names_the_line_of_a_bad_byte(tmp_path):
+    path = tmp_path / "x.jsonl"
+    lines = [json.dumps({"n": n, "t": "é" * (n % 50)}, ensure_ascii=False).encode() for n in range(5000)]
+    lines[4321] = b'{"n": "\xff"}'
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(DataError, match=r"x.jsonl:4322: not UTF-8 text$"):
+        list(iter_jsonl(path))
+
+
+def test_deep_nesting_is_a_data_error(tmp_path):
+    (tmp_path / "x.jsonl").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(DataError, match="x.jsonl:1: JSON nested too deeply"):
+        list(iter_jsonl(tmp_path / "x.jsonl"))
+    (tmp_path / "x.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match="x.json: JSON nested too deeply"):
+        read_json(tmp_path / "x.json")

@@ -4,6 +4,7 @@ output file."""
 
 import importlib.util
 import json
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -192,3 +193,88 @@ def test_help():
     proc = run("--help")
     assert proc.returncode == 0
     assert "--input" in proc.stdout and "--grader" in proc.stdout and "--eos_markers" in proc.stdout
+
+
+# --- flags, outputs and inputs that used to hang, lie or end in a traceback ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--workers", "-1"),  # hung forever
+        ("--workers", "0"),
+        ("--workers", "100000"),
+        ("--hard_limit", "nan"),  # hung forever
+        ("--hard_limit", "0"),  # marked every answer wrong, exit 0
+        ("--hard_limit", "-1"),
+        ("--hard_limit", "inf"),
+    ],
+)
+def test_numeric_flags_out_of_range(tmp_path, flag, value):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"response": "\\boxed{5}" + END, "answer": "5"}])
+    proc = run("--input", str(src), "--output", str(tmp_path / "out.jsonl"), flag, value)
+    assert proc.returncode == 2 and f"error: argument {flag}: " in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_deeply_nested_input_is_one_error_line(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"response": "x", "answer": "1"}\n{"response": "x", "answer": "1", "m": ' + "[" * 100_000
+                   + "]" * 100_000 + "}\n")  # fmt: skip
+    proc = run("--input", str(src), "--output", str(tmp_path / "out.jsonl"))
+    assert (proc.returncode, proc.stdout) == (2, "") and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: {src}:2: JSON nested too deeply")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("bad_line", [1, 2, 100, 3001])
+def test_a_bad_byte_is_reported_on_its_own_line(tmp_path, capsys, bad_line):
+    """The decoder reads ahead in blocks: the line number must be the byte's, not where the block began."""
+    lines = [json.dumps({"response": f"π {n} " + "x" * (n % 97), "answer": "5"}, ensure_ascii=False).encode()
+             for n in range(1, 3100)]  # fmt: skip
+    lines[bad_line - 1] = lines[bad_line - 1].replace("π".encode(), b"\xff")
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    assert load_main()(["--input", str(src), "--output", str(tmp_path / "out.jsonl")]) == 2
+    assert capsys.readouterr().err == f"error: {src}:{bad_line}: not UTF-8 text\n"
+
+
+def test_an_output_that_is_the_input_is_refused(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"response": "\\boxed{5}" + END, "answer": "5"}])
+    (tmp_path / "link.jsonl").symlink_to(src)
+    (tmp_path / "hard.jsonl").hardlink_to(src)
+    before = src.read_bytes()
+    for out in (src, tmp_path / "link.jsonl", tmp_path / "hard.jsonl"):
+        assert load_main()(["--input", str(src), "--output", str(out), "--workers", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: output {out} would overwrite the input {src}: choose another output path\n"
+    assert src.read_bytes() == before
+
+
+def test_an_unwritable_output_is_found_before_grading(tmp_path, capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("eval_grade", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "GradingPool", lambda *a, **k: pytest.fail("graded before checking the output"))
+    src = write_jsonl(tmp_path / "in.jsonl", [{"response": "\\boxed{5}" + END, "answer": "5"}])
+    (tmp_path / "file").write_text("")
+    for out in (tmp_path / "file" / "out.jsonl", tmp_path):
+        assert module.main(["--input", str(src), "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+
+
+def test_a_full_disk_leaves_no_output(tmp_path):
+    """Writes past a file-size limit fail with EFBIG, as on a full disk: one error line, no output, no temp file."""
+    rows = [{"response": "\\boxed{5}" + END, "answer": "5", "pad": "x" * 500}] * 4
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out" / "graded.jsonl"
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--input", str(src), "--output", str(out), "--workers", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, preexec_fn=cap)  # fmt: skip
+    last = proc.stderr.rstrip("\n").rsplit("\n", 1)[-1]  # after the progress bar
+    assert proc.returncode == 2 and last.startswith(f"error: cannot write {out}, nothing written"), proc.stderr
+    assert "Traceback" not in proc.stderr and not any(out.parent.iterdir())

@@ -5,6 +5,8 @@ benchmark scripts at a tiny scale."""
 import importlib.util
 import json
 import math
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -247,6 +249,12 @@ LOGS = [
     ([line(1, "a", 1.0, response='say "hi" {"step": 2}'), line(3, "a", 1), line(5, "a", -1)], True, "tricky fields"),
     ([json.dumps({"id": "a", "reward": 1.0, "step": 1}), line(3, "a", 1.0), line(5, "a", 0)], False, "key order"),
     ([line(1, "a", 1.0), line(1, 'é"x', 1.0), line(3, 'é"x', -0.5), line(5, 'é"x', 1.0)] * 2, False, "escapes"),
+    ([line(1, "a", 1.0), line(1, "é", 1.0), line(3, "é\\x", -0.5), line(5, "é", 1.0)] * 2, True, "escaped ids"),
+    (
+        [line(1, "a", 1.0, extracted='"split": "eval"', split="train"), line(3, "a", 1), line(5, "a", -1)],
+        True,
+        "train",
+    ),
     ([line(1, "a", 1.0, split="eval"), line(1, "a", -0.5, split="train"), line(3, "a", 1.0)], False, "eval rows"),
     ([json.dumps({"step": s, "id": "a", "correct": True}) for s in (1, 3, 5)], False, "correct without a reward"),
     ([line(1, "a", 1.0) + "\r", line(3, "a", 1.0) + "  ", "", line(5, "a", 1e0)], False, "CRLF, spaces, blank"),
@@ -264,6 +272,82 @@ def test_log_reader_table(tmp_path, monkeypatch, rows, fast, what, chunk):
     assert read_log(log, epochs=3) == reference_accuracy(log, 2, 3), what
     if chunk > 1000:
         assert bool(strict) != fast, what
+
+
+# Valid JSON the server never writes, and lines that only look like ours: the fast path must read each exactly as
+# json.loads does (or leave it to json.loads), never count a line twice, never count one json.loads rejects.
+HOSTILE = [
+    '{"step": 1, "id": "a", "reward": 1.0, "correct": true, "reward": -0.5}',  # a duplicate key: the last one counts
+    '{"step": 1, "id": "a", "reward": 1.0, "id": "b"}',
+    '{"step": 1, "id": "a", "reward": 1.0, "step": 5}',
+    '{"step": 1, "id": "a", "reward": 1.0, "split": "\\u0065val"}',  # an escaped evaluation row
+    '{"step": 1, "id": "a", "reward": 1.0, "split": "train", "split": "eval"}',
+    '{"step": 1, "id": "a", "reward": 1.0, "spl\\u0069t": "eval"}',  # an escaped key
+    '{"step": 1, "id": "a", "reward": 1.0, "correct": tru}',  # garbage after a value
+    '{"step": 1, "id": "a", "reward": 1.0, "correct": true}}',
+    '{"step": 1, "id": "a", "reward": 1.0, "correct": true} x',
+    '{"step": 1, "id": "a", "reward": 1.0 , "correct": true}',
+    '{"step": 1, "id": "a\\", "reward": 1.0, "correct": true}',  # an id whose quote is escaped
+    '{"step": 1, "id": "a", "reward": 1.0e999, "correct": true}',  # infinity
+    '{"step": 1, "id": "a", "reward": 01, "correct": true}',  # not a JSON number
+    '{"step": 01, "id": "a", "reward": 1, "correct": true}',
+    '{"step": 1, "id": "a", "reward": 1, "x": {"step": 2, "id": "a", "reward": 1}}',  # a nested object
+    '{"step": 1, "id": "a", "reward": 1, "x": [1, 2]}',
+    '{"step": 1, "id": "a\t", "reward": 1, "correct": true}',  # a raw control character in a string
+    '{"step": 1, "id": "a\\\\", "reward": 1.0, "correct": true}',  # an id ending in a backslash
+    '{"step": 1, "id": "\\u00e9\\n", "reward": 1.0, "correct": true}',  # escapes json.loads reads
+    '{"step": 1, "id": "a", "reward": 1, "correct": true, "step": 1}',
+    '{"step": 1, "id": "a", "reward": 1, "correct": true, "extracted": "\\ud800"}',  # a lone surrogate, escaped
+]
+HOSTILE_BYTES = [
+    b'{"step": 1, "id": "\xed\xa0\x80", "reward": 1.0}',  # an encoded surrogate: json.loads takes it
+    b'{"step": 1, "id": "a", "reward": 1.0, "extracted": "\xff"}',  # not UTF-8: json.loads rejects it
+]
+
+
+def test_the_servers_own_lines_take_the_fast_path(tmp_path, monkeypatch):
+    """Lines as limr.rollout_log writes them (hostile model output in `extracted`, a stored response) are all read
+    by the fast path, and read as json.loads reads them."""
+    from limr.pool import Graded
+    from limr.rollout_log import RolloutLog, log_row
+
+    answers = ["5", 'say "hi"', "\\frac{1}{2}", "π\u2028", "\ud800", None, '"split": "eval"']
+    log = RolloutLog(tmp_path / "log.jsonl")
+    for n in range(60):
+        step, pid = n // 10 + 1, "ab"[n % 2]
+        graded = Graded(1.0 if n % 3 else -0.5, n % 3 > 0, answers[n % 7], None if n % 5 else "no box", 0.01)
+        log.write(log_row(step, pid, graded, n, response=None if n % 4 else f'\\boxed{{{n}}} "x"\n'))
+    log.close()
+    strict = count_calls(monkeypatch, "_strict_log_lines")
+    got = read_log(tmp_path / "log.jsonl", epochs=3)
+    assert not strict and got == strict_or_error(tmp_path / "log.jsonl", monkeypatch)
+
+
+def strict_or_error(log: Path, monkeypatch) -> object:
+    """What json.loads line by line makes of a log: its accuracies, or the error message."""
+    with monkeypatch.context() as m:
+        m.setattr(lim, "_fast_log_lines", lambda *a: False)
+        try:
+            return read_log(log, epochs=3)
+        except lim.DataError as e:
+            return str(e)
+
+
+@pytest.mark.parametrize("bad", HOSTILE + HOSTILE_BYTES)
+@pytest.mark.parametrize("where", ["first", "middle"])
+@pytest.mark.parametrize("chunk", [1 << 20, 64])
+def test_log_reader_never_disagrees_with_json_loads(tmp_path, monkeypatch, bad, where, chunk):
+    monkeypatch.setattr(lim, "CHUNK", chunk)
+    good = [line(s, p, r).encode() for s in range(1, 7) for p in "ab" for r in (1.0, -0.5)]
+    bad = bad if isinstance(bad, bytes) else bad.encode()
+    rows = [bad, *good] if where == "first" else [*good[:7], bad, *good[7:]]
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b"\n".join(rows) + b"\n")
+    try:
+        got = read_log(log, epochs=3)
+    except lim.DataError as e:
+        got = str(e)
+    assert got == strict_or_error(log, monkeypatch)
 
 
 def test_torn_last_line_is_skipped_with_a_warning(tmp_path, capsys):
@@ -597,3 +681,142 @@ def test_benchmark_runs_at_a_tiny_scale(tmp_path):
     assert results["same_selection"] and set(results["runs"]) == {"baseline", "steps", "jsonl", "steps@2", "jsonl@2"}
     assert all(r["peak_mb"] > 0 and "speedup" in r for r in results["runs"].values())
     assert set(results["linear_fit"]) == {"steps", "jsonl"}
+
+
+# --- outputs: never over an input, checked before any work, all or nothing ---------------------------------------
+
+
+@pytest.fixture
+def small_run(tmp_path) -> Path:
+    """A 2-prompt log of 3 epochs x 2 steps and its prompt file, in tmp_path/d."""
+    d = tmp_path / "d"
+    d.mkdir()
+    write_jsonl(
+        d / "rollouts.jsonl", [line(s, p, 1.0 if (s + ord(p)) % 2 else -0.5) for s in range(1, 7) for p in "ab"]
+    )
+    prompt_file(d / "prompts.json", ["a", "b"])
+    return d
+
+
+def log_args(d: Path, *extra) -> list:
+    return ["--train_samples_path", d / "rollouts.jsonl", "--original_prompts_path", d / "prompts.json",
+            "--steps_per_epoch", 2, "--max_epochs", 3, *extra]  # fmt: skip
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# (arguments given the run folder d, what the output would have replaced)
+OVERWRITES = [
+    (lambda d: log_args(d, "--output_path", d / "rollouts.json"), "rollouts.jsonl"),  # the OpenRLHF twin: the log
+    (lambda d: log_args(d, "--output_path", d / "prompts.json"), "prompts.json"),  # the selection: the prompt file
+    (lambda d: log_args(d, "--output_path", d / "x.json", "--scores_output", d / "rollouts.jsonl"), "rollouts.jsonl"),
+    (lambda d: log_args(d, "--output_path", d / "." / "prompts.json"), "prompts.json"),  # another spelling
+    (lambda d: log_args(d, "--output_path", d / "hard.json"), "prompts.json"),  # a hard link to the prompt file
+    (
+        lambda d: [
+            *log_args(d)[:2],
+            "--original_prompts_path",
+            d / "sel.report.json",
+            *log_args(d)[4:],
+            "--output_path",
+            d / "sel.json",
+        ],
+        "sel.report.json",
+    ),  # the report over the prompt file  # fmt: skip
+    (
+        lambda d: [*log_args(d)[2:], "--train_samples_path", d / "sel.scores.png", "--output_path", d / "sel.json"],
+        "sel.scores.png",
+    ),  # a plot over an input (a log with an odd name)  # fmt: skip
+    (lambda d: ["--scores_path", d / "s.json", "--output_path", d / "s.json"], "s.json"),
+]
+
+
+@pytest.mark.parametrize("make_args, victim", OVERWRITES)
+def test_an_output_that_is_an_input_is_refused(small_run, capsys, make_args, victim):
+    d = small_run
+    (d / "s.json").write_text('[{"id": "a", "score": 0.9}]')
+    (d / "sel.scores.png").write_bytes((d / "rollouts.jsonl").read_bytes())
+    (d / "hard.json").hardlink_to(d / "prompts.json")
+    (d / "sel.report.json").write_bytes((d / "prompts.json").read_bytes())
+    before = snapshot(d)
+    rc, out, err = run_cli(capsys, *make_args(d), "--no_plots" if "s.json" in victim else "--compare")
+    assert rc == 2 and err.startswith("error: output ") and err.count("\n") == 1, err
+    assert err.endswith(f"would overwrite the input {d / victim}: choose another output path\n"), err
+    assert snapshot(d) == before and out == ""  # nothing read, nothing written
+
+
+def test_a_symlinked_output_is_refused(small_run, capsys):
+    (small_run / "link.json").symlink_to(small_run / "prompts.json")
+    before = snapshot(small_run)
+    rc, _, err = run_cli(capsys, *log_args(small_run, "--output_path", small_run / "link.json", "--no_plots"))
+    assert rc == 2 and "would overwrite the input" in err and snapshot(small_run) == before
+
+
+def test_scores_output_on_the_scores_input_is_left_alone(small_run, capsys):
+    """--scores_path's own file as the scores output already holds the scores: not rewritten, as before."""
+    scores = small_run / "sel.scores.json"
+    scores.write_text('[{"id": "a", "score": 0.9}, {"id": "b", "score": 0.1}]')
+    before = scores.read_bytes()
+    rc, _, err = run_cli(capsys, "--scores_path", scores, "--original_prompts_path", small_run / "prompts.json",
+                         "--output_path", small_run / "sel.json", "--no_plots")  # fmt: skip
+    assert rc == 0, err
+    assert scores.read_bytes() == before and [r["id"] for r in json.loads((small_run / "sel.json").read_text())] == [
+        "a"
+    ]
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--max_epochs", "100000000"),  # a MemoryError, not an error line
+        ("--max_epochs", "0"),
+        ("--steps_per_epoch", "-1"),
+        ("--num_samples", "0"),
+        ("--similarity_threshold", "nan"),  # selected nothing, exit 0
+        ("--similarity_threshold", "inf"),
+    ],
+)
+def test_numeric_flags_out_of_range(small_run, capsys, flag, value):
+    with pytest.raises(SystemExit) as e:
+        lim.main([str(a) for a in log_args(small_run, "--output_path", small_run / "o" / "x.json")] + [flag, value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"argument {flag}: " in err and "Traceback" not in err
+    assert not (small_run / "o").exists()
+
+
+def test_an_unwritable_output_is_found_before_reading(small_run, capsys):
+    (small_run / "file").write_text("")
+    for out in (small_run / "file" / "sel.json", small_run / "file" / "sub" / "sel.json", small_run):
+        args = log_args(small_run, "--output_path", out, "--scores_output", small_run / "file" / "s.json")
+        rc, stdout, err = run_cli(capsys, *args)
+        assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and stdout == "", err
+    assert sorted(p.name for p in small_run.iterdir()) == ["file", "prompts.json", "rollouts.jsonl"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a read-only folder")
+def test_a_read_only_folder_is_found_before_reading(small_run, capsys):
+    ro = small_run / "ro"
+    ro.mkdir(mode=0o500)
+    rc, _, err = run_cli(capsys, *log_args(small_run, "--output_path", ro / "sel.json"))
+    assert rc == 2 and "no permission to write in" in err and not any(ro.iterdir())
+
+
+def test_a_full_disk_leaves_no_output(small_run, tmp_path):
+    """Writing stops with EFBIG past a file-size limit (what a full disk does, for any user): every output or none."""
+    cmd = [sys.executable, str(ROOT / "lim_selection.py"), *map(str, log_args(small_run, "--no_plots"))]
+    full = subprocess.run([*cmd, "--output_path", str(tmp_path / "full" / "sel.json")], capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr
+    sizes = sorted(p.stat().st_size for p in (tmp_path / "full").iterdir())
+    limit = sizes[0] + 1  # the smallest output fits, a larger one does not
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = tmp_path / "capped"
+    proc = subprocess.run([*cmd, "--output_path", str(out / "sel.json")], capture_output=True, text=True,
+                          preexec_fn=cap)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: cannot write the outputs, none written") and proc.stderr.count("\n") == 1
+    assert not out.exists() or not any(out.iterdir())  # no output, no temporary file

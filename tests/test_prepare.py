@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -169,7 +170,8 @@ def make_release(root: Path, **changes) -> Path:
 
 
 def run(capsys, src, out, *flags):
-    rc = prepare.main(["--from", str(src), "--out", str(out), *flags])
+    """prepare.py on a hand-made folder: --no_verify, as its files are not the release's."""
+    rc = prepare.main(["--from", str(src), "--out", str(out), "--no_verify", *flags])
     captured = capsys.readouterr()
     return rc, captured.out, captured.err
 
@@ -308,3 +310,99 @@ def test_download_failures(release, tmp_path, capsys, tamper, message):
     rc = prepare.main(["--base_url", base, "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+# ---- local copies are checked like downloads; outputs never replace inputs; all or nothing ----------------------
+
+
+def edited_copy(release: Path, root: Path, name: str, old: str, new: str) -> Path:
+    """A copy of the release with one gold answer changed in `name`."""
+    shutil.copytree(release, root)
+    text = (root / name).read_text(encoding="utf-8")
+    assert text.count(old) >= 1
+    (root / name).write_text(text.replace(old, new, 1), encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize(
+    "name, old, new",
+    [
+        ("aime24.jsonl", '"answer": "204"', '"answer": "904"'),  # AIME24's 204 -> 904
+        ("math8k.json", '"answer": "118"', '"answer": "918"'),  # a MATH-8k gold 118 -> 918
+    ],
+)
+def test_a_changed_local_copy_is_refused_unless_no_verify(release, tmp_path, capsys, name, old, new):
+    src = edited_copy(release, tmp_path / "src", name, old, new)
+    rc = prepare.main(["--from", str(src), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: {src / name} is not ") and "--no_verify" in err
+    assert not (tmp_path / "out").exists()
+    assert prepare.main(["--from", str(src), "--out", str(tmp_path / "out"), "--no_verify"]) == 0
+    assert new.split(": ")[1] in (tmp_path / "out" / name).read_text(encoding="utf-8")
+
+
+def test_a_local_limr_json_must_be_the_verified_selection(release, tmp_path, capsys):
+    src = tmp_path / "src"
+    shutil.copytree(release, src)
+    rows = json.loads((src / "limr.json").read_text(encoding="utf-8"))
+    (src / "limr.json").write_text(json.dumps(rows[:-1]), encoding="utf-8")  # one prompt dropped
+    assert prepare.main(["--from", str(src), "--out", str(tmp_path / "out")]) == 2
+    assert "limr.json: not the scores.json >= 0.6 selection" in capsys.readouterr().err
+
+
+def test_a_hand_made_folder_needs_no_verify(tmp_path, capsys):
+    src = make_release(tmp_path / "src")
+    assert prepare.main(["--from", str(src), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {src / 'math8k.json'} is not data/prompts/math.8k.json of the release at 98ebf1bd54cc " \
+        "(changed on purpose? --no_verify)\n"  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_verify_without_from_is_an_error():
+    proc = subprocess.run([sys.executable, str(PREPARE), "--no_verify"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "--no_verify goes with --from" in proc.stderr
+
+
+@pytest.mark.parametrize("out", ["same", "link"])
+def test_outputs_over_the_inputs_are_refused(tmp_path, capsys, out):
+    src = make_release(tmp_path / "src")
+    (tmp_path / "link").symlink_to(src)
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    rc, stdout, err = run(capsys, src, src if out == "same" else tmp_path / "link")
+    assert rc == 2 and err.count("\n") == 1 and "would overwrite the input" in err and stdout == "", err
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+
+
+def test_an_unwritable_out_is_found_before_reading(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    rc, stdout, err = run(capsys, tmp_path / "missing", tmp_path / "file" / "data")
+    assert rc == 2 and err.startswith("error: cannot write ") and "is not a folder" in err and stdout == ""
+
+
+@pytest.fixture(params=["tiny", "release"])
+def source(request, tmp_path) -> tuple[Path, list[str]]:
+    """A hand-made folder (--no_verify) or the real release (skips without it): (folder, flags)."""
+    if request.param == "tiny":
+        return make_release(tmp_path / "src"), ["--no_verify"]
+    return request.getfixturevalue("release"), []
+
+
+def test_a_full_disk_writes_nothing(source, tmp_path, capsys):
+    """Past a file-size limit every write fails with EFBIG, as on a full disk: math8k.json (written first) fits,
+    its larger twin does not, and nothing may be left behind."""
+    src, flags = source
+    assert prepare.main(["--from", str(src), "--out", str(tmp_path / "full"), *flags]) == 0
+    limit = (tmp_path / "full" / "math8k.json").stat().st_size + 1
+    assert (tmp_path / "full" / "math8k.jsonl").stat().st_size > limit
+    capsys.readouterr()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        rc = prepare.main(["--from", str(src), "--out", str(tmp_path / "out"), *flags])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2 and err[-1].startswith(f"error: cannot write to {tmp_path / 'out'}, nothing written"), err
+    assert not any((tmp_path / "out").iterdir())  # no math8k.json, no temporary file

@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -212,8 +214,10 @@ def test_bad_results(tmp_path, capsys, what, make, error):
     "args, error",
     [
         (["--runs", "limr,rand"], "{root}: no results for run rand (found: full, limr, qwen-base)"),
-        (["--questions", "full=lots"], "--questions: expected run=N, got 'full=lots'"),
-        (["--questions", "8523"], "--questions: expected run=N, got '8523'"),
+        (["--questions", "full=lots"], "--questions: expected run=N with N >= 1, got 'full=lots'"),
+        (["--questions", "8523"], "--questions: expected run=N with N >= 1, got '8523'"),
+        (["--questions", "full=²"], "--questions: expected run=N with N >= 1, got 'full=²'"),  # a traceback
+        (["--questions", "full=0"], "--questions: expected run=N with N >= 1, got 'full=0'"),
     ],
 )
 def test_bad_arguments(eval_dir, capsys, args, error):
@@ -226,3 +230,40 @@ def test_help_shows_the_run_command():
     proc = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "python eval/summarize.py --runs" in proc.stdout
     assert summarize.__doc__.split("\n\n")[1].lstrip().startswith("python eval/summarize.py")
+
+
+@pytest.mark.parametrize("link", ["symlink", "hard link"])
+def test_an_output_that_is_a_results_file_is_refused(eval_dir, capsys, link):
+    results = eval_dir / "full" / "step8" / "results.json"
+    before = results.read_bytes()
+    (eval_dir / "summary.csv").symlink_to(results) if link == "symlink" else os.link(results, eval_dir / "summary.csv")
+    assert summarize.main(["--eval_dir", str(eval_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: output {eval_dir / 'summary.csv'} would overwrite the input {results}: choose another " \
+        "output path\n"  # fmt: skip
+    assert results.read_bytes() == before and not (eval_dir / "summary.md").exists()
+
+
+def test_an_unwritable_out_is_one_error_line(eval_dir, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert summarize.main(["--eval_dir", str(eval_dir), "--out", str(tmp_path / "file" / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write ") and err.count("\n") == 1
+
+
+def test_a_full_disk_writes_nothing(eval_dir, tmp_path, capsys):
+    """Past a file-size limit writes fail with EFBIG, as on a full disk: summary.md (written first) fits, curves.png
+    does not, and no file may be left behind."""
+    assert summarize.main(["--eval_dir", str(eval_dir), "--out", str(tmp_path / "full")]) == 0
+    limit = (tmp_path / "full" / "summary.md").stat().st_size + 1
+    assert (tmp_path / "full" / "curves.png").stat().st_size > limit
+    capsys.readouterr()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        rc = summarize.main(["--eval_dir", str(eval_dir), "--out", str(tmp_path / "out")])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"error: cannot write to {tmp_path / 'out'}, nothing written"), err
+    assert not any((tmp_path / "out").iterdir())
