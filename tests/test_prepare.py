@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -389,7 +388,7 @@ def source(request, tmp_path) -> tuple[Path, list[str]]:
     return request.getfixturevalue("release"), []
 
 
-def test_a_full_disk_writes_nothing(source, tmp_path, capsys):
+def test_a_full_disk_writes_nothing(source, tmp_path, capsys, disk_full_past):
     """Past a file-size limit every write fails with EFBIG, as on a full disk: math8k.json (written first) fits,
     its larger twin does not, and nothing may be left behind."""
     src, flags = source
@@ -397,12 +396,8 @@ def test_a_full_disk_writes_nothing(source, tmp_path, capsys):
     limit = (tmp_path / "full" / "math8k.json").stat().st_size + 1
     assert (tmp_path / "full" / "math8k.jsonl").stat().st_size > limit
     capsys.readouterr()
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
+    with disk_full_past(limit):
         rc = prepare.main(["--from", str(src), "--out", str(tmp_path / "out"), *flags])
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     err = capsys.readouterr().err.splitlines()
     assert rc == 2 and err[-1].startswith(f"error: cannot write to {tmp_path / 'out'}, nothing written"), err
     assert not any((tmp_path / "out").iterdir())  # no math8k.json, no temporary file

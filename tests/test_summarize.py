@@ -8,7 +8,6 @@ import csv
 import importlib.util
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -251,19 +250,15 @@ def test_an_unwritable_out_is_one_error_line(eval_dir, tmp_path, capsys):
     assert err.startswith("error: cannot write ") and err.count("\n") == 1
 
 
-def test_a_full_disk_writes_nothing(eval_dir, tmp_path, capsys):
+def test_a_full_disk_writes_nothing(eval_dir, tmp_path, capsys, disk_full_past):
     """Past a file-size limit writes fail with EFBIG, as on a full disk: summary.md (written first) fits, curves.png
     does not, and no file may be left behind."""
     assert summarize.main(["--eval_dir", str(eval_dir), "--out", str(tmp_path / "full")]) == 0
     limit = (tmp_path / "full" / "summary.md").stat().st_size + 1
     assert (tmp_path / "full" / "curves.png").stat().st_size > limit
     capsys.readouterr()
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
+    with disk_full_past(limit):
         rc = summarize.main(["--eval_dir", str(eval_dir), "--out", str(tmp_path / "out")])
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith(f"error: cannot write to {tmp_path / 'out'}, nothing written"), err
     assert not any((tmp_path / "out").iterdir())
