@@ -203,6 +203,7 @@ if [[ -z $MASTER_ADDR ]]; then
     ((NODE_RANK == 0)) || die "MASTER_ADDR (the head node's address) is not set on node $NODE_RANK"
     MASTER_ADDR=$HOSTNAME  # bash sets it: this node's name
 fi
+# shellcheck disable=SC2153  # PROMPTS is set by the run script that sources this file
 check_prompt_file "$PROMPTS" "$PROMPTS_CMD"
 check_prompt_file "$VALIDATION" "python data/prepare.py"
 
