@@ -27,7 +27,8 @@ Methods (--method; --num_samples K takes the top K instead of a threshold):
   rand          K prompts drawn with --seed from the whole prompt file (the paper's RAND); K defaults to LIM's count
   variance      One-Shot-RLVR's historical variance: variance of the accuracy history, top K
   learnability  mean over epochs of p(1-p), top K (prompts solved about half the time)
---compare runs all five at one size and prints their overlap (Jaccard).
+--compare runs all five at one size and prints their overlap (Jaccard). --stability selects with the first K epochs
+(K = 1..max_epochs) and compares with the full selection (limr/stability.py): X.stability.json and X.stability.png.
 
 Where we depart from the original script (GAIR-NLP/LIMR lim/lim_selection.py), and why:
   - An epoch in which a prompt was not sampled takes the next epoch's value, in one pass, as the original does; a
@@ -61,6 +62,7 @@ from limr.cli import float_in, int_in, refuse_overwriting_inputs, refuse_unwrita
 from limr.dataset import openrlhf_path, write_prompt_files
 from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, read_json, write_json
 from limr.paper import LINEAR_THETA, MAX_EPOCHS, STEPS_PER_EPOCH, THETA
+from limr.stability import epochs_to_reach, jaccard, stability_rows
 
 METHODS = ("lim", "linear", "rand", "variance", "learnability")
 CHUNK = 1 << 20  # read files 1 MiB at a time: bounded memory, and small buffers reuse the heap (faster than 8 MiB)
@@ -595,11 +597,6 @@ def select(scores: dict[str, float], theta: float | None = None, k: int | None =
     return [pid for pid in scores if pid in chosen]
 
 
-def jaccard(a, b) -> float:
-    a, b = set(a), set(b)
-    return len(a & b) / len(a | b) if a | b else 1.0
-
-
 def compare_methods(complete: dict, pool: list[str], k: int, seed: int) -> dict[str, list[str]]:
     """Every method's selection at the same size k."""
     chosen = {name: select(scorer(complete), k=k) for name, scorer in SCORERS.items()}
@@ -618,6 +615,8 @@ def side_path(output_path: Path, suffix: str) -> Path:
 
 
 PLOTS = ("trajectories.png", "scores.png", "overlap.png")
+STABILITY = ("stability.json", "stability.png")
+STABILITY_TARGETS = (0.8, 0.9)  # the Jaccard levels the table reports the epochs for
 
 
 def scores_output_is_input(args, scores_out: Path) -> bool:
@@ -634,6 +633,8 @@ def output_paths(args) -> list[Path]:
     scores_out = Path(args.scores_output) if args.scores_output else side_path(out, "scores.json")
     if not scores_output_is_input(args, scores_out):
         paths.append(scores_out)
+    if args.stability:
+        paths += [side_path(out, name) for name in STABILITY[: 1 if args.no_plots else 2]]
     return paths + ([] if args.no_plots else [side_path(out, name) for name in PLOTS])
 
 
@@ -730,7 +731,36 @@ def plot_overlap(path: Path, chosen: dict[str, list[str]]):
     save_png(fig, path)
 
 
-def write_plots(args, complete: dict | None, scores: dict | None, chosen: set, cutoff, compared: dict | None) -> list:
+def plot_stability(path: Path, rows: list[dict], method: str):
+    """Jaccard and Spearman against the full selection, and the selected count, as the epochs used grow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for mode, style in (("same size", "-"), ("threshold", "--")):
+        mine = [r for r in rows if r["mode"] == mode]
+        if not mine:
+            continue
+        epochs = [r["epochs"] for r in mine]
+        top.plot(epochs, [r["jaccard"] for r in mine], style, color="tab:blue", label=f"Jaccard, {mode}")
+        bottom.plot(epochs, [r["selected"] for r in mine], style, color="tab:green", label=f"selected, {mode}")
+    same = [r for r in rows if r["mode"] == "same size"]
+    rho = [(r["epochs"], r["spearman"]) for r in same if r["spearman"] is not None]
+    top.plot([e for e, _ in rho], [v for _, v in rho], ":", color="tab:orange", label="Spearman of the scores")
+    for target in STABILITY_TARGETS:
+        top.axhline(target, color="grey", lw=0.8)
+    if same:  # two random draws of this size overlap this much: the floor the Jaccard curves start from
+        top.axhline(same[0]["jaccard_by_chance"], color="tab:red", lw=0.8, ls=":", label="Jaccard by chance")
+    top.set(ylabel="agreement with all epochs", ylim=(-0.05, 1.05), title=f"{method}: first K epochs vs all")
+    bottom.set(xlabel="epochs used (K)", ylabel="prompts selected")
+    top.legend(fontsize=8, loc="lower right")
+    bottom.legend(fontsize=8)
+    save_png(fig, path)
+
+
+def write_plots(args, complete, scores, chosen: set, cutoff, compared: dict | None, stability: list | None) -> list:
     out = Path(args.output_path)
     if importlib.util.find_spec("matplotlib") is None:
         print("warning: matplotlib is not installed; no plots (pip install matplotlib, or pass --no_plots)")
@@ -743,6 +773,8 @@ def write_plots(args, complete: dict | None, scores: dict | None, chosen: set, c
         plot_histogram(side_path(out, "scores.png"), scores, cutoff, args.method)
     if compared:
         plot_overlap(side_path(out, "overlap.png"), compared)
+    if stability:
+        plot_stability(side_path(out, "stability.png"), stability, args.method)
     return [f"wrote plots beside {out}"]
 
 
@@ -770,6 +802,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num_samples", type=int_in(1), help="select the top K (rand: draw K) instead of a threshold")
     p.add_argument("--seed", type=int, default=0, help="seed of RAND")
     p.add_argument("--compare", action="store_true", help="run every method at one size and print their overlap")
+    p.add_argument(
+        "--stability",
+        action="store_true",
+        help="select with the first K epochs for K = 1..max_epochs and compare with the full selection "
+        "(Jaccard, Spearman, count; at the same size and at the threshold): X.stability.json and .png",
+    )
     p.add_argument("--scores_output", help="every scored prompt with its score (default: <output>.scores.json)")
     p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
     return p.parse_args(argv)
@@ -883,6 +921,45 @@ def print_report(report: dict) -> None:
             print(f"{a:>13}" + "".join(f"{report['compare']['jaccard'][a][b]:>13.3f}" for b in names))
 
 
+def run_stability(args, complete: dict, result: dict) -> list[dict]:
+    """Rows of limr.stability for --method, at the full selection's size and (for thresholded runs) its cut-off."""
+    scorer = lim_scores if args.method == "lim" else SCORERS[args.method]
+    first = 2 if args.method == "linear" else 1  # a straight line needs two points
+    if args.max_epochs < first:
+        raise DataError(f"--stability with {args.method} needs --max_epochs >= {first}")
+    with tqdm(total=args.max_epochs - first + 1, desc="stability (epochs)", disable=None) as bar:
+        return stability_rows(
+            complete, scorer, select, result["cutoff"], len(result["selected"]), first, lambda: bar.update()
+        )
+
+
+def stability_summary(rows: list[dict], k_max: int) -> dict:
+    """Per mode and Jaccard target: the epochs from which the selection stays there, and stage 1's share saved."""
+    summary = {}
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        for target in STABILITY_TARGETS:
+            k = epochs_to_reach(rows, mode, target)
+            summary[f"{mode}, jaccard >= {target}"] = {"epochs": k, "saved": None if k is None else 1 - k / k_max}
+    return summary
+
+
+def print_stability(rows: list[dict], summary: dict) -> None:
+    print("stability: first K epochs against all (Jaccard, Spearman of the scores, selected)")
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    print(f"{'K':>4} {'spearman':>9}" + "".join(f" | {m + ' jaccard':>20} {'selected':>8}" for m in modes))
+    by_k = {}
+    for r in rows:
+        by_k.setdefault(r["epochs"], {})[r["mode"]] = r
+    for k, row in by_k.items():
+        rho = row[modes[0]]["spearman"]
+        cells = "".join(f" | {row[m]['jaccard']:>20.3f} {row[m]['selected']:>8}" for m in modes)
+        print(f"{k:>4} {'-' if rho is None else f'{rho:.3f}':>9}" + cells)
+    for name, v in summary.items():
+        when = "never before the last epoch" if v["epochs"] is None else f"from {v['epochs']} epochs"
+        saved = "" if v["saved"] is None else f" ({v['saved']:.0%} of stage 1 saved)"
+        print(f"  {name}: {when}{saved}")
+
+
 def select_from_scores(args, prompts: list[dict] | None) -> tuple[dict, dict]:
     """--scores_path: the threshold (or top K) over saved scores, in prompt-file order like the release's limr.json."""
     if args.method != "lim" or args.compare:
@@ -903,10 +980,12 @@ def run(args) -> None:
     if args.train_samples_path and not args.original_prompts_path and Path(args.train_samples_path).is_dir():
         raise DataError("step files name prompts by text: pass --original_prompts_path")
     inputs = (args.train_samples_path, args.accuracy_path, args.scores_path, args.original_prompts_path)
+    if args.stability and (args.scores_path or args.method == "rand"):
+        raise DataError("--stability needs accuracy histories and a scoring method (not --scores_path, not rand)")
     refuse_overwriting_inputs(inputs, output_paths(args))  # before anything is read: a log is days of GPU time
     refuse_unwritable_outputs(output_paths(args))
     prompts = read_prompts(args.original_prompts_path) if args.original_prompts_path else None
-    complete, compared = None, None
+    complete, compared, stability = None, None, None
     if args.scores_path:
         result, info = select_from_scores(args, prompts)
     else:
@@ -916,14 +995,23 @@ def run(args) -> None:
         complete = result["complete"]
         if args.compare:
             compared = compare_methods(complete, pool, result["k"], args.seed)
+        if args.stability:
+            stability = run_stability(args, complete, result)
     report = build_report(args, info, result, None if prompts is None else len(prompts), compared)
+    if stability is not None:
+        report["stability"] = stability_summary(stability, args.max_epochs)
     print_report(report)
+    if stability is not None:
+        print_stability(stability, report["stability"])
     try:
         with all_or_nothing():  # every output or none: a full disk leaves no selection without its twin
             done = write_outputs(args, result["selected"], prompts, result["scores"], report)
+            if stability is not None:
+                write_json(side_path(Path(args.output_path), "stability.json"), stability)
+                done.append(f"wrote the stability table to {side_path(Path(args.output_path), 'stability.json')}")
             if not args.no_plots:
                 done += write_plots(
-                    args, complete, result["scores"], set(result["selected"]), result["cutoff"], compared
+                    args, complete, result["scores"], set(result["selected"]), result["cutoff"], compared, stability
                 )
     except OSError as e:
         raise DataError(f"cannot write the outputs, none written: {e}") from None

@@ -820,3 +820,24 @@ def test_a_full_disk_leaves_no_output(small_run, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith("error: cannot write the outputs, none written") and proc.stderr.count("\n") == 1
     assert not out.exists() or not any(out.iterdir())  # no output, no temporary file
+
+
+def test_stability_writes_the_table_and_refuses_what_it_cannot_measure(tmp_path, capsys):
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps({"a": [0.0, 0.5, 1.0], "b": [0.5, 0.5, 0.5], "c": [1.0, 0.0, 0.0], "d": [0, 0, 0.5]}))
+    out = tmp_path / "s.json"
+    rc, stdout, _ = run_cli(capsys, "--accuracy_path", acc, "--output_path", out, "--max_epochs", 3, "--stability")
+    assert rc == 0 and "stability: first K epochs" in stdout
+    rows = json.loads((tmp_path / "s.stability.json").read_text())
+    assert [(r["epochs"], r["mode"]) for r in rows] == [(k, m) for k in (1, 2, 3) for m in ("same size", "threshold")]
+    assert rows[-1]["jaccard"] == 1.0 and rows[-1]["spearman"] == 1.0
+    assert rows[-1]["selected"] == len(json.loads(out.read_text()))
+    assert (tmp_path / "s.stability.png").stat().st_size > 0
+    report = json.loads((tmp_path / "s.report.json").read_text())
+    assert report["stability"]["threshold, jaccard >= 0.9"]["epochs"] is not None
+    for bad in (["--method", "rand"], ["--method", "lim", "--scores_path", acc]):
+        argv = ["--output_path", tmp_path / "t.json", "--stability", *bad]
+        if "--scores_path" not in bad:
+            argv += ["--accuracy_path", acc]
+        rc, _, err = run_cli(capsys, *argv)
+        assert rc == 2 and err.startswith("error: --stability needs") and not (tmp_path / "t.json").exists()
