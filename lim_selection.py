@@ -27,7 +27,8 @@ Methods (--method; --num_samples K takes the top K instead of a threshold):
   rand          K prompts drawn with --seed from the whole prompt file (the paper's RAND); K defaults to LIM's count
   variance      One-Shot-RLVR's historical variance: variance of the accuracy history, top K
   learnability  mean over epochs of p(1-p), top K (prompts solved about half the time)
---compare runs all five at one size and prints their overlap (Jaccard). --stability selects with the first K epochs
+  dapo          share of epochs whose samples do not all agree (1 - DAPO's zero-variance share), top K
+--compare runs all six at one size and prints their overlap (Jaccard). --stability selects with the first K epochs
 (K = 1..max_epochs) and compares with the full selection (limr/stability.py): X.stability.json and X.stability.png.
 
 Where we depart from the original script (GAIR-NLP/LIMR lim/lim_selection.py), and why:
@@ -64,7 +65,7 @@ from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, read
 from limr.paper import LINEAR_THETA, MAX_EPOCHS, STEPS_PER_EPOCH, THETA
 from limr.stability import epochs_to_reach, jaccard, stability_rows
 
-METHODS = ("lim", "linear", "rand", "variance", "learnability")
+METHODS = ("lim", "linear", "rand", "variance", "learnability", "dapo")
 CHUNK = 1 << 20  # read files 1 MiB at a time: bounded memory, and small buffers reuse the heap (faster than 8 MiB)
 # Flag bounds: counts are held per prompt and epoch, and a run needs every step 1 .. epochs x steps_per_epoch, so
 # --max_epochs 1e8 would only run out of memory; these are far above any run (the paper: 21 x 8).
@@ -566,11 +567,23 @@ def learnability_scores(complete: dict[str, list[float]]) -> dict[str, float]:
     return {pid: math.fsum(p * (1 - p) for p in h) / len(h) for pid, h in complete.items()}
 
 
+def zero_variance_share(history: list[float]) -> float:
+    """Share of epochs whose samples all agree (accuracy 0 or 1): DAPO's zero-variance groups, which give GRPO and
+    PPO-with-group-baselines no gradient. From accuracies alone this is exact: all agree iff the share solved is 0 or 1."""
+    return sum(1 for p in history if p in (0, 1)) / len(history)
+
+
+def dapo_scores(complete: dict[str, list[float]]) -> dict[str, float]:
+    """1 - zero_variance_share: the share of epochs with a learning signal (DAPO drops the other groups)."""
+    return {pid: 1 - zero_variance_share(h) for pid, h in complete.items()}
+
+
 SCORERS = {
     "lim": lim_scores,
     "linear": linear_scores,
     "variance": variance_scores,
     "learnability": learnability_scores,
+    "dapo": dapo_scores,
 }
 
 
@@ -638,7 +651,9 @@ def output_paths(args) -> list[Path]:
     return paths + ([] if args.no_plots else [side_path(out, name) for name in PLOTS])
 
 
-def write_outputs(args, selected: list[str], prompts: list[dict] | None, scores: dict | None, report: dict) -> list:
+def write_outputs(
+    args, selected, prompts: list[dict] | None, scores: dict | None, report: dict, complete=None
+) -> list:
     """Write the selection, scores and report; returns what to print once everything is in place."""
     out, done = Path(args.output_path), []
     if prompts is not None:
@@ -652,6 +667,9 @@ def write_outputs(args, selected: list[str], prompts: list[dict] | None, scores:
     if scores is not None and not scores_output_is_input(args, scores_out):
         text = {it["id"]: it["prompt"] for it in prompts} if prompts is not None else None
         rows = [{"id": pid, **({"prompt": text[pid]} if text else {}), "score": s} for pid, s in scores.items()]
+        if complete:  # DAPO's zero-variance share beside every method's score (saved scores have no history)
+            for row in rows:
+                row["zero_variance_share"] = zero_variance_share(complete[row["id"]])
         with atomic_write(scores_out) as f:  # the release's rows, one per line (json.dump's indent is 10x slower)
             f.write("[\n" + ",\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n]\n")
         done.append(f"wrote {len(rows)} scores to {scores_out}")
@@ -796,8 +814,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="training steps per epoch (paper: 8)")  # fmt: skip
     p.add_argument("--max_epochs", type=int_in(1, EPOCHS_LIMIT), default=MAX_EPOCHS, help="epochs scored (paper: 21)")
     p.add_argument("--similarity_threshold", type=float_in(None),
-                   help=f"keep score >= this (default: lim {THETA}, linear {LINEAR_THETA}); rand, variance and "
-                   "learnability take as many prompts as LIM keeps at it")  # fmt: skip
+                   help=f"keep score >= this (default: lim {THETA}, linear {LINEAR_THETA}); rand, variance, "
+                   "learnability and dapo take as many prompts as LIM keeps at it")  # fmt: skip
     p.add_argument("--method", choices=METHODS, default="lim")
     p.add_argument("--num_samples", type=int_in(1), help="select the top K (rand: draw K) instead of a threshold")
     p.add_argument("--seed", type=int, default=0, help="seed of RAND")
@@ -861,7 +879,7 @@ def score_and_select(args, histories: dict, pool: list[str]) -> dict:
         selected = rand_select(pool, k, args.seed)
     else:
         scores = lim if args.method == "lim" else SCORERS[args.method](complete)
-        if args.num_samples or args.method in ("variance", "learnability"):
+        if args.num_samples or args.method in ("variance", "learnability", "dapo"):
             selected = select(scores, k=k)
         else:
             cutoff = theta if theta is not None else (LINEAR_THETA if args.method == "linear" else THETA)
@@ -1005,7 +1023,7 @@ def run(args) -> None:
         print_stability(stability, report["stability"])
     try:
         with all_or_nothing():  # every output or none: a full disk leaves no selection without its twin
-            done = write_outputs(args, result["selected"], prompts, result["scores"], report)
+            done = write_outputs(args, result["selected"], prompts, result["scores"], report, complete)
             if stability is not None:
                 write_json(side_path(Path(args.output_path), "stability.json"), stability)
                 done.append(f"wrote the stability table to {side_path(Path(args.output_path), 'stability.json')}")

@@ -507,7 +507,7 @@ def test_log_and_step_files_select_the_same(tiny, tmp_path, capsys):
     assert chosen[0] == chosen[1]
 
 
-@pytest.mark.parametrize("method", ["linear", "rand", "variance", "learnability"])
+@pytest.mark.parametrize("method", ["linear", "rand", "variance", "learnability", "dapo"])
 def test_methods_and_sizes(tiny, tmp_path, capsys, method):
     out = tmp_path / "sel.json"
     args = ["--train_samples_path", tiny / "rollouts.jsonl", "--original_prompts_path", tiny / "prompts.json",
@@ -841,3 +841,15 @@ def test_stability_writes_the_table_and_refuses_what_it_cannot_measure(tmp_path,
             argv += ["--accuracy_path", acc]
         rc, _, err = run_cli(capsys, *argv)
         assert rc == 2 and err.startswith("error: --stability needs") and not (tmp_path / "t.json").exists()
+
+
+def test_dapo_scores_the_share_of_epochs_with_a_signal(tmp_path, capsys):
+    complete = {"a": [0.0, 0.5, 1.0, 1.0], "b": [0.25, 0.5, 0.75, 0.5], "c": [0.0, 0.0, 0.0, 1.0]}
+    assert lim.dapo_scores(complete) == {"a": 0.25, "b": 1.0, "c": 0.0}
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps(complete))
+    rc, _, _ = run_cli(capsys, "--accuracy_path", acc, "--output_path", tmp_path / "d.json", "--max_epochs", 4,
+                       "--method", "dapo", "--num_samples", 2, "--no_plots")  # fmt: skip
+    assert rc == 0 and json.loads((tmp_path / "d.json").read_text()) == [{"id": "a"}, {"id": "b"}]
+    rows = json.loads((tmp_path / "d.scores.json").read_text())
+    assert {r["id"]: r["zero_variance_share"] for r in rows} == {"a": 0.75, "b": 0.0, "c": 1.0}
