@@ -30,6 +30,7 @@ Methods (--method; --num_samples K takes the top K instead of a threshold):
   dapo          share of epochs whose samples do not all agree (1 - DAPO's zero-variance share), top K
 --compare runs all six at one size and prints their overlap (Jaccard). --stability selects with the first K epochs
 (K = 1..max_epochs) and compares with the full selection (limr/stability.py): X.stability.json and X.stability.png.
+--sweep counts the prompts LIM and LINEAR keep as θ moves from 0 to 1: X.sweep.json and X.sweep.png.
 
 Where we depart from the original script (GAIR-NLP/LIMR lim/lim_selection.py), and why:
   - An epoch in which a prompt was not sampled takes the next epoch's value, in one pass, as the original does; a
@@ -610,6 +611,14 @@ def select(scores: dict[str, float], theta: float | None = None, k: int | None =
     return [pid for pid in scores if pid in chosen]
 
 
+def threshold_sweep(complete: dict[str, list[float]]) -> list[dict]:
+    """How many prompts each thresholded method keeps at each θ of SWEEP_THETAS (LINEAR needs 2+ epochs)."""
+    scored = {"lim": lim_scores(complete)}
+    if len(next(iter(complete.values()))) >= 2:
+        scored["linear"] = linear_scores(complete)
+    return [{"theta": t, **{m: sum(s >= t for s in sc.values()) for m, sc in scored.items()}} for t in SWEEP_THETAS]
+
+
 def compare_methods(complete: dict, pool: list[str], k: int, seed: int) -> dict[str, list[str]]:
     """Every method's selection at the same size k."""
     chosen = {name: select(scorer(complete), k=k) for name, scorer in SCORERS.items()}
@@ -630,6 +639,8 @@ def side_path(output_path: Path, suffix: str) -> Path:
 PLOTS = ("trajectories.png", "scores.png", "overlap.png")
 STABILITY = ("stability.json", "stability.png")
 STABILITY_TARGETS = (0.8, 0.9)  # the Jaccard levels the table reports the epochs for
+SWEEP = ("sweep.json", "sweep.png")
+SWEEP_THETAS = tuple(i / 20 for i in range(21))  # 0.00, 0.05, ..., 1.00; the paper's θ (0.6, 0.7) are on the grid
 
 
 def scores_output_is_input(args, scores_out: Path) -> bool:
@@ -648,6 +659,8 @@ def output_paths(args) -> list[Path]:
         paths.append(scores_out)
     if args.stability:
         paths += [side_path(out, name) for name in STABILITY[: 1 if args.no_plots else 2]]
+    if args.sweep:
+        paths += [side_path(out, name) for name in SWEEP[: 1 if args.no_plots else 2]]
     return paths + ([] if args.no_plots else [side_path(out, name) for name in PLOTS])
 
 
@@ -778,7 +791,29 @@ def plot_stability(path: Path, rows: list[dict], method: str):
     save_png(fig, path)
 
 
-def write_plots(args, complete, scores, chosen: set, cutoff, compared: dict | None, stability: list | None) -> list:
+def plot_sweep(path: Path, rows: list[dict], scored: int):
+    """Prompts kept against θ, the paper's operating points marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    thetas = [r["theta"] for r in rows]
+    for method, theta, color in (("lim", THETA, "tab:blue"), ("linear", LINEAR_THETA, "tab:orange")):
+        if method not in rows[0]:
+            continue
+        ax.plot(thetas, [r[method] for r in rows], color=color, marker=".", label=method)
+        kept = next(r[method] for r in rows if r["theta"] == theta)
+        ax.plot([theta], [kept], "o", color=color, markersize=9, markerfacecolor="none")
+        ax.annotate(f"paper: θ={theta:g}, {kept}", (theta, kept), textcoords="offset points", xytext=(6, 6))
+    ax.set(xlabel="threshold θ (keep score >= θ)", ylabel="prompts kept", ylim=(0, scored * 1.05),
+           title=f"selection size against threshold ({scored} scored prompts)")  # fmt: skip
+    ax.legend()
+    save_png(fig, path)
+
+
+def write_plots(args, complete, scores, chosen: set, cutoff, compared, stability=None, sweep=None) -> list:
     out = Path(args.output_path)
     if importlib.util.find_spec("matplotlib") is None:
         print("warning: matplotlib is not installed; no plots (pip install matplotlib, or pass --no_plots)")
@@ -793,6 +828,8 @@ def write_plots(args, complete, scores, chosen: set, cutoff, compared: dict | No
         plot_overlap(side_path(out, "overlap.png"), compared)
     if stability:
         plot_stability(side_path(out, "stability.png"), stability, args.method)
+    if sweep:
+        plot_sweep(side_path(out, "sweep.png"), sweep, len(complete))
     return [f"wrote plots beside {out}"]
 
 
@@ -825,6 +862,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="select with the first K epochs for K = 1..max_epochs and compare with the full selection "
         "(Jaccard, Spearman, count; at the same size and at the threshold): X.stability.json and .png",
+    )
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="how many prompts LIM and LINEAR keep at each θ in 0, 0.05, .., 1 (the paper's θ marked): "
+        "X.sweep.json and X.sweep.png",
     )
     p.add_argument("--scores_output", help="every scored prompt with its score (default: <output>.scores.json)")
     p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
@@ -978,6 +1021,16 @@ def print_stability(rows: list[dict], summary: dict) -> None:
         print(f"  {name}: {when}{saved}")
 
 
+def print_sweep(rows: list[dict]) -> None:
+    methods = [m for m in ("lim", "linear") if m in rows[0]]
+    print("prompts kept against the threshold (* the paper's θ)")
+    print(f"{'theta':>6}" + "".join(f"{m:>10}" for m in methods))
+    marks = {"lim": THETA, "linear": LINEAR_THETA}
+    for r in rows:
+        cells = "".join(f"{str(r[m]) + ('*' if r['theta'] == marks[m] else ' '):>10}" for m in methods)
+        print(f"{r['theta']:>6.2f}" + cells)
+
+
 def select_from_scores(args, prompts: list[dict] | None) -> tuple[dict, dict]:
     """--scores_path: the threshold (or top K) over saved scores, in prompt-file order like the release's limr.json."""
     if args.method != "lim" or args.compare:
@@ -998,12 +1051,14 @@ def run(args) -> None:
     if args.train_samples_path and not args.original_prompts_path and Path(args.train_samples_path).is_dir():
         raise DataError("step files name prompts by text: pass --original_prompts_path")
     inputs = (args.train_samples_path, args.accuracy_path, args.scores_path, args.original_prompts_path)
+    if args.sweep and args.scores_path:
+        raise DataError("--sweep scores LIM and LINEAR from accuracy histories: not with --scores_path")
     if args.stability and (args.scores_path or args.method == "rand"):
         raise DataError("--stability needs accuracy histories and a scoring method (not --scores_path, not rand)")
     refuse_overwriting_inputs(inputs, output_paths(args))  # before anything is read: a log is days of GPU time
     refuse_unwritable_outputs(output_paths(args))
     prompts = read_prompts(args.original_prompts_path) if args.original_prompts_path else None
-    complete, compared, stability = None, None, None
+    complete, compared, stability, sweep = None, None, None, None
     if args.scores_path:
         result, info = select_from_scores(args, prompts)
     else:
@@ -1015,21 +1070,35 @@ def run(args) -> None:
             compared = compare_methods(complete, pool, result["k"], args.seed)
         if args.stability:
             stability = run_stability(args, complete, result)
+        if args.sweep:
+            sweep = threshold_sweep(complete)
     report = build_report(args, info, result, None if prompts is None else len(prompts), compared)
     if stability is not None:
         report["stability"] = stability_summary(stability, args.max_epochs)
     print_report(report)
     if stability is not None:
         print_stability(stability, report["stability"])
+    if sweep is not None:
+        print_sweep(sweep)
     try:
         with all_or_nothing():  # every output or none: a full disk leaves no selection without its twin
             done = write_outputs(args, result["selected"], prompts, result["scores"], report, complete)
+            if sweep is not None:
+                write_json(side_path(Path(args.output_path), "sweep.json"), sweep)
+                done.append(f"wrote the size-threshold table to {side_path(Path(args.output_path), 'sweep.json')}")
             if stability is not None:
                 write_json(side_path(Path(args.output_path), "stability.json"), stability)
                 done.append(f"wrote the stability table to {side_path(Path(args.output_path), 'stability.json')}")
             if not args.no_plots:
                 done += write_plots(
-                    args, complete, result["scores"], set(result["selected"]), result["cutoff"], compared, stability
+                    args,
+                    complete,
+                    result["scores"],
+                    set(result["selected"]),
+                    result["cutoff"],
+                    compared,
+                    stability,
+                    sweep,
                 )
     except OSError as e:
         raise DataError(f"cannot write the outputs, none written: {e}") from None

@@ -853,3 +853,25 @@ def test_dapo_scores_the_share_of_epochs_with_a_signal(tmp_path, capsys):
     assert rc == 0 and json.loads((tmp_path / "d.json").read_text()) == [{"id": "a"}, {"id": "b"}]
     rows = json.loads((tmp_path / "d.scores.json").read_text())
     assert {r["id"]: r["zero_variance_share"] for r in rows} == {"a": 0.75, "b": 0.0, "c": 1.0}
+
+
+def test_sweep_counts_what_each_threshold_keeps(tmp_path, capsys):
+    complete = {"a": [0.0, 0.5, 1.0], "b": [0.5, 0.5, 0.5], "c": [1.0, 0.0, 0.0], "d": [0.0, 0.0, 0.5]}
+    rows = lim.threshold_sweep(complete)
+    assert [r["theta"] for r in rows] == [i / 20 for i in range(21)]
+    lim_s, lin_s = lim.lim_scores(complete), lim.linear_scores(complete)
+    for r in rows:
+        assert r["lim"] == sum(s >= r["theta"] for s in lim_s.values())
+        assert r["linear"] == sum(s >= r["theta"] for s in lin_s.values())
+    assert rows[-1]["linear"] == 1  # only "a" rises on the line: linear score exactly 1
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps(complete))
+    rc, stdout, _ = run_cli(capsys, "--accuracy_path", acc, "--output_path", tmp_path / "w.json", "--max_epochs", 3,
+                            "--sweep")  # fmt: skip
+    assert rc == 0 and "prompts kept against the threshold" in stdout
+    saved = json.loads((tmp_path / "w.sweep.json").read_text())
+    assert saved == rows and (tmp_path / "w.sweep.png").stat().st_size > 0
+    at_theta = next(r["lim"] for r in saved if r["theta"] == lim.THETA)
+    assert at_theta == len(json.loads((tmp_path / "w.json").read_text()))
+    rc, _, err = run_cli(capsys, "--scores_path", acc, "--output_path", tmp_path / "x.json", "--sweep")
+    assert rc == 2 and err.startswith("error: --sweep") and not (tmp_path / "x.json").exists()
