@@ -27,7 +27,10 @@ Methods (--method; --num_samples K takes the top K instead of a threshold):
   rand          K prompts drawn with --seed from the whole prompt file (the paper's RAND); K defaults to LIM's count
   variance      One-Shot-RLVR's historical variance: variance of the accuracy history, top K
   learnability  mean over epochs of p(1-p), top K (prompts solved about half the time)
---compare runs all five at one size and prints their overlap (Jaccard).
+  dapo          share of epochs whose samples do not all agree (1 - DAPO's zero-variance share), top K
+--compare runs all six at one size and prints their overlap (Jaccard). --stability selects with the first K epochs
+(K = 1..max_epochs) and compares with the full selection (limr/stability.py): X.stability.json and X.stability.png.
+--sweep counts the prompts LIM and LINEAR keep as θ moves from 0 to 1: X.sweep.json and X.sweep.png.
 
 Where we depart from the original script (GAIR-NLP/LIMR lim/lim_selection.py), and why:
   - An epoch in which a prompt was not sampled takes the next epoch's value, in one pass, as the original does; a
@@ -61,8 +64,9 @@ from limr.cli import float_in, int_in, refuse_overwriting_inputs, refuse_unwrita
 from limr.dataset import openrlhf_path, write_prompt_files
 from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, read_json, write_json
 from limr.paper import LINEAR_THETA, MAX_EPOCHS, STEPS_PER_EPOCH, THETA
+from limr.stability import epochs_to_reach, jaccard, stability_rows
 
-METHODS = ("lim", "linear", "rand", "variance", "learnability")
+METHODS = ("lim", "linear", "rand", "variance", "learnability", "dapo")
 CHUNK = 1 << 20  # read files 1 MiB at a time: bounded memory, and small buffers reuse the heap (faster than 8 MiB)
 # Flag bounds: counts are held per prompt and epoch, and a run needs every step 1 .. epochs x steps_per_epoch, so
 # --max_epochs 1e8 would only run out of memory; these are far above any run (the paper: 21 x 8).
@@ -564,11 +568,23 @@ def learnability_scores(complete: dict[str, list[float]]) -> dict[str, float]:
     return {pid: math.fsum(p * (1 - p) for p in h) / len(h) for pid, h in complete.items()}
 
 
+def zero_variance_share(history: list[float]) -> float:
+    """Share of epochs whose samples all agree (accuracy 0 or 1): DAPO's zero-variance groups, which give GRPO and
+    PPO-with-group-baselines no gradient. From accuracies alone this is exact: all agree iff the share solved is 0 or 1."""
+    return sum(1 for p in history if p in (0, 1)) / len(history)
+
+
+def dapo_scores(complete: dict[str, list[float]]) -> dict[str, float]:
+    """1 - zero_variance_share: the share of epochs with a learning signal (DAPO drops the other groups)."""
+    return {pid: 1 - zero_variance_share(h) for pid, h in complete.items()}
+
+
 SCORERS = {
     "lim": lim_scores,
     "linear": linear_scores,
     "variance": variance_scores,
     "learnability": learnability_scores,
+    "dapo": dapo_scores,
 }
 
 
@@ -595,9 +611,12 @@ def select(scores: dict[str, float], theta: float | None = None, k: int | None =
     return [pid for pid in scores if pid in chosen]
 
 
-def jaccard(a, b) -> float:
-    a, b = set(a), set(b)
-    return len(a & b) / len(a | b) if a | b else 1.0
+def threshold_sweep(complete: dict[str, list[float]]) -> list[dict]:
+    """How many prompts each thresholded method keeps at each θ of SWEEP_THETAS (LINEAR needs 2+ epochs)."""
+    scored = {"lim": lim_scores(complete)}
+    if len(next(iter(complete.values()))) >= 2:
+        scored["linear"] = linear_scores(complete)
+    return [{"theta": t, **{m: sum(s >= t for s in sc.values()) for m, sc in scored.items()}} for t in SWEEP_THETAS]
 
 
 def compare_methods(complete: dict, pool: list[str], k: int, seed: int) -> dict[str, list[str]]:
@@ -618,6 +637,10 @@ def side_path(output_path: Path, suffix: str) -> Path:
 
 
 PLOTS = ("trajectories.png", "scores.png", "overlap.png")
+STABILITY = ("stability.json", "stability.png")
+STABILITY_TARGETS = (0.8, 0.9)  # the Jaccard levels the table reports the epochs for
+SWEEP = ("sweep.json", "sweep.png")
+SWEEP_THETAS = tuple(i / 20 for i in range(21))  # 0.00, 0.05, ..., 1.00; the paper's θ (0.6, 0.7) are on the grid
 
 
 def scores_output_is_input(args, scores_out: Path) -> bool:
@@ -634,10 +657,16 @@ def output_paths(args) -> list[Path]:
     scores_out = Path(args.scores_output) if args.scores_output else side_path(out, "scores.json")
     if not scores_output_is_input(args, scores_out):
         paths.append(scores_out)
+    if args.stability:
+        paths += [side_path(out, name) for name in STABILITY[: 1 if args.no_plots else 2]]
+    if args.sweep:
+        paths += [side_path(out, name) for name in SWEEP[: 1 if args.no_plots else 2]]
     return paths + ([] if args.no_plots else [side_path(out, name) for name in PLOTS])
 
 
-def write_outputs(args, selected: list[str], prompts: list[dict] | None, scores: dict | None, report: dict) -> list:
+def write_outputs(
+    args, selected, prompts: list[dict] | None, scores: dict | None, report: dict, complete=None
+) -> list:
     """Write the selection, scores and report; returns what to print once everything is in place."""
     out, done = Path(args.output_path), []
     if prompts is not None:
@@ -651,6 +680,9 @@ def write_outputs(args, selected: list[str], prompts: list[dict] | None, scores:
     if scores is not None and not scores_output_is_input(args, scores_out):
         text = {it["id"]: it["prompt"] for it in prompts} if prompts is not None else None
         rows = [{"id": pid, **({"prompt": text[pid]} if text else {}), "score": s} for pid, s in scores.items()]
+        if complete:  # DAPO's zero-variance share beside every method's score (saved scores have no history)
+            for row in rows:
+                row["zero_variance_share"] = zero_variance_share(complete[row["id"]])
         with atomic_write(scores_out) as f:  # the release's rows, one per line (json.dump's indent is 10x slower)
             f.write("[\n" + ",\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n]\n")
         done.append(f"wrote {len(rows)} scores to {scores_out}")
@@ -730,7 +762,58 @@ def plot_overlap(path: Path, chosen: dict[str, list[str]]):
     save_png(fig, path)
 
 
-def write_plots(args, complete: dict | None, scores: dict | None, chosen: set, cutoff, compared: dict | None) -> list:
+def plot_stability(path: Path, rows: list[dict], method: str):
+    """Jaccard and Spearman against the full selection, and the selected count, as the epochs used grow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for mode, style in (("same size", "-"), ("threshold", "--")):
+        mine = [r for r in rows if r["mode"] == mode]
+        if not mine:
+            continue
+        epochs = [r["epochs"] for r in mine]
+        top.plot(epochs, [r["jaccard"] for r in mine], style, color="tab:blue", label=f"Jaccard, {mode}")
+        bottom.plot(epochs, [r["selected"] for r in mine], style, color="tab:green", label=f"selected, {mode}")
+    same = [r for r in rows if r["mode"] == "same size"]
+    rho = [(r["epochs"], r["spearman"]) for r in same if r["spearman"] is not None]
+    top.plot([e for e, _ in rho], [v for _, v in rho], ":", color="tab:orange", label="Spearman of the scores")
+    for target in STABILITY_TARGETS:
+        top.axhline(target, color="grey", lw=0.8)
+    if same:  # two random draws of this size overlap this much: the floor the Jaccard curves start from
+        top.axhline(same[0]["jaccard_by_chance"], color="tab:red", lw=0.8, ls=":", label="Jaccard by chance")
+    top.set(ylabel="agreement with all epochs", ylim=(-0.05, 1.05), title=f"{method}: first K epochs vs all")
+    bottom.set(xlabel="epochs used (K)", ylabel="prompts selected")
+    top.legend(fontsize=8, loc="lower right")
+    bottom.legend(fontsize=8)
+    save_png(fig, path)
+
+
+def plot_sweep(path: Path, rows: list[dict], scored: int):
+    """Prompts kept against θ, the paper's operating points marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    thetas = [r["theta"] for r in rows]
+    for method, theta, color in (("lim", THETA, "tab:blue"), ("linear", LINEAR_THETA, "tab:orange")):
+        if method not in rows[0]:
+            continue
+        ax.plot(thetas, [r[method] for r in rows], color=color, marker=".", label=method)
+        kept = next(r[method] for r in rows if r["theta"] == theta)
+        ax.plot([theta], [kept], "o", color=color, markersize=9, markerfacecolor="none")
+        ax.annotate(f"paper: θ={theta:g}, {kept}", (theta, kept), textcoords="offset points", xytext=(6, 6))
+    ax.set(xlabel="threshold θ (keep score >= θ)", ylabel="prompts kept", ylim=(0, scored * 1.05),
+           title=f"selection size against threshold ({scored} scored prompts)")  # fmt: skip
+    ax.legend()
+    save_png(fig, path)
+
+
+def write_plots(args, complete, scores, chosen: set, cutoff, compared, stability=None, sweep=None) -> list:
     out = Path(args.output_path)
     if importlib.util.find_spec("matplotlib") is None:
         print("warning: matplotlib is not installed; no plots (pip install matplotlib, or pass --no_plots)")
@@ -743,6 +826,10 @@ def write_plots(args, complete: dict | None, scores: dict | None, chosen: set, c
         plot_histogram(side_path(out, "scores.png"), scores, cutoff, args.method)
     if compared:
         plot_overlap(side_path(out, "overlap.png"), compared)
+    if stability:
+        plot_stability(side_path(out, "stability.png"), stability, args.method)
+    if sweep:
+        plot_sweep(side_path(out, "sweep.png"), sweep, len(complete))
     return [f"wrote plots beside {out}"]
 
 
@@ -764,12 +851,24 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="training steps per epoch (paper: 8)")  # fmt: skip
     p.add_argument("--max_epochs", type=int_in(1, EPOCHS_LIMIT), default=MAX_EPOCHS, help="epochs scored (paper: 21)")
     p.add_argument("--similarity_threshold", type=float_in(None),
-                   help=f"keep score >= this (default: lim {THETA}, linear {LINEAR_THETA}); rand, variance and "
-                   "learnability take as many prompts as LIM keeps at it")  # fmt: skip
+                   help=f"keep score >= this (default: lim {THETA}, linear {LINEAR_THETA}); rand, variance, "
+                   "learnability and dapo take as many prompts as LIM keeps at it")  # fmt: skip
     p.add_argument("--method", choices=METHODS, default="lim")
     p.add_argument("--num_samples", type=int_in(1), help="select the top K (rand: draw K) instead of a threshold")
     p.add_argument("--seed", type=int, default=0, help="seed of RAND")
     p.add_argument("--compare", action="store_true", help="run every method at one size and print their overlap")
+    p.add_argument(
+        "--stability",
+        action="store_true",
+        help="select with the first K epochs for K = 1..max_epochs and compare with the full selection "
+        "(Jaccard, Spearman, count; at the same size and at the threshold): X.stability.json and .png",
+    )
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="how many prompts LIM and LINEAR keep at each θ in 0, 0.05, .., 1 (the paper's θ marked): "
+        "X.sweep.json and X.sweep.png",
+    )
     p.add_argument("--scores_output", help="every scored prompt with its score (default: <output>.scores.json)")
     p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
     return p.parse_args(argv)
@@ -823,7 +922,7 @@ def score_and_select(args, histories: dict, pool: list[str]) -> dict:
         selected = rand_select(pool, k, args.seed)
     else:
         scores = lim if args.method == "lim" else SCORERS[args.method](complete)
-        if args.num_samples or args.method in ("variance", "learnability"):
+        if args.num_samples or args.method in ("variance", "learnability", "dapo"):
             selected = select(scores, k=k)
         else:
             cutoff = theta if theta is not None else (LINEAR_THETA if args.method == "linear" else THETA)
@@ -883,6 +982,55 @@ def print_report(report: dict) -> None:
             print(f"{a:>13}" + "".join(f"{report['compare']['jaccard'][a][b]:>13.3f}" for b in names))
 
 
+def run_stability(args, complete: dict, result: dict) -> list[dict]:
+    """Rows of limr.stability for --method, at the full selection's size and (for thresholded runs) its cut-off."""
+    scorer = lim_scores if args.method == "lim" else SCORERS[args.method]
+    first = 2 if args.method == "linear" else 1  # a straight line needs two points
+    if args.max_epochs < first:
+        raise DataError(f"--stability with {args.method} needs --max_epochs >= {first}")
+    with tqdm(total=args.max_epochs - first + 1, desc="stability (epochs)", disable=None) as bar:
+        return stability_rows(
+            complete, scorer, select, result["cutoff"], len(result["selected"]), first, lambda: bar.update()
+        )
+
+
+def stability_summary(rows: list[dict], k_max: int) -> dict:
+    """Per mode and Jaccard target: the epochs from which the selection stays there, and stage 1's share saved."""
+    summary = {}
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        for target in STABILITY_TARGETS:
+            k = epochs_to_reach(rows, mode, target)
+            summary[f"{mode}, jaccard >= {target}"] = {"epochs": k, "saved": None if k is None else 1 - k / k_max}
+    return summary
+
+
+def print_stability(rows: list[dict], summary: dict) -> None:
+    print("stability: first K epochs against all (Jaccard, Spearman of the scores, selected)")
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    print(f"{'K':>4} {'spearman':>9}" + "".join(f" | {m + ' jaccard':>20} {'selected':>8}" for m in modes))
+    by_k = {}
+    for r in rows:
+        by_k.setdefault(r["epochs"], {})[r["mode"]] = r
+    for k, row in by_k.items():
+        rho = row[modes[0]]["spearman"]
+        cells = "".join(f" | {row[m]['jaccard']:>20.3f} {row[m]['selected']:>8}" for m in modes)
+        print(f"{k:>4} {'-' if rho is None else f'{rho:.3f}':>9}" + cells)
+    for name, v in summary.items():
+        when = "never before the last epoch" if v["epochs"] is None else f"from {v['epochs']} epochs"
+        saved = "" if v["saved"] is None else f" ({v['saved']:.0%} of stage 1 saved)"
+        print(f"  {name}: {when}{saved}")
+
+
+def print_sweep(rows: list[dict]) -> None:
+    methods = [m for m in ("lim", "linear") if m in rows[0]]
+    print("prompts kept against the threshold (* the paper's θ)")
+    print(f"{'theta':>6}" + "".join(f"{m:>10}" for m in methods))
+    marks = {"lim": THETA, "linear": LINEAR_THETA}
+    for r in rows:
+        cells = "".join(f"{str(r[m]) + ('*' if r['theta'] == marks[m] else ' '):>10}" for m in methods)
+        print(f"{r['theta']:>6.2f}" + cells)
+
+
 def select_from_scores(args, prompts: list[dict] | None) -> tuple[dict, dict]:
     """--scores_path: the threshold (or top K) over saved scores, in prompt-file order like the release's limr.json."""
     if args.method != "lim" or args.compare:
@@ -903,10 +1051,14 @@ def run(args) -> None:
     if args.train_samples_path and not args.original_prompts_path and Path(args.train_samples_path).is_dir():
         raise DataError("step files name prompts by text: pass --original_prompts_path")
     inputs = (args.train_samples_path, args.accuracy_path, args.scores_path, args.original_prompts_path)
+    if args.sweep and args.scores_path:
+        raise DataError("--sweep scores LIM and LINEAR from accuracy histories: not with --scores_path")
+    if args.stability and (args.scores_path or args.method == "rand"):
+        raise DataError("--stability needs accuracy histories and a scoring method (not --scores_path, not rand)")
     refuse_overwriting_inputs(inputs, output_paths(args))  # before anything is read: a log is days of GPU time
     refuse_unwritable_outputs(output_paths(args))
     prompts = read_prompts(args.original_prompts_path) if args.original_prompts_path else None
-    complete, compared = None, None
+    complete, compared, stability, sweep = None, None, None, None
     if args.scores_path:
         result, info = select_from_scores(args, prompts)
     else:
@@ -916,14 +1068,37 @@ def run(args) -> None:
         complete = result["complete"]
         if args.compare:
             compared = compare_methods(complete, pool, result["k"], args.seed)
+        if args.stability:
+            stability = run_stability(args, complete, result)
+        if args.sweep:
+            sweep = threshold_sweep(complete)
     report = build_report(args, info, result, None if prompts is None else len(prompts), compared)
+    if stability is not None:
+        report["stability"] = stability_summary(stability, args.max_epochs)
     print_report(report)
+    if stability is not None:
+        print_stability(stability, report["stability"])
+    if sweep is not None:
+        print_sweep(sweep)
     try:
         with all_or_nothing():  # every output or none: a full disk leaves no selection without its twin
-            done = write_outputs(args, result["selected"], prompts, result["scores"], report)
+            done = write_outputs(args, result["selected"], prompts, result["scores"], report, complete)
+            if sweep is not None:
+                write_json(side_path(Path(args.output_path), "sweep.json"), sweep)
+                done.append(f"wrote the size-threshold table to {side_path(Path(args.output_path), 'sweep.json')}")
+            if stability is not None:
+                write_json(side_path(Path(args.output_path), "stability.json"), stability)
+                done.append(f"wrote the stability table to {side_path(Path(args.output_path), 'stability.json')}")
             if not args.no_plots:
                 done += write_plots(
-                    args, complete, result["scores"], set(result["selected"]), result["cutoff"], compared
+                    args,
+                    complete,
+                    result["scores"],
+                    set(result["selected"]),
+                    result["cutoff"],
+                    compared,
+                    stability,
+                    sweep,
                 )
     except OSError as e:
         raise DataError(f"cannot write the outputs, none written: {e}") from None

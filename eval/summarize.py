@@ -15,6 +15,13 @@ accuracy against training step for each benchmark and on average (the paper's Fi
 any, is its step 0; a run that has only a base folder (the base model) is a dashed line. Bad input, an output
 that would replace a results file or cannot be written, or a failed write prints one `error:` line, exits 2 and
 writes nothing (the three files are written all or nothing).
+
+Uncertainty: where a step's <bench>.jsonl (every response and its verdict) sits beside its results.json, each
+accuracy gets a 95% interval, a bootstrap over questions and, where n > 1, over each question's samples
+(limr/stats.py's mean_ci): `25.0 [10.0, 41.7]` in the table, <bench>_low / <bench>_high in the CSV, a band in the
+curves. `--compare A,B` adds the paired difference A - B on each benchmark both rows evaluated, with its interval
+(paired_diff_ci: the same questions redrawn for both runs), to the table and the printout. The average has no
+interval (its benchmarks are of different sizes; compare them one by one).
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tqdm import tqdm
+
 from limr.cli import refuse_overwriting_inputs, refuse_unwritable_outputs
-from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, read_json
+from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, iter_jsonl, read_json
 from limr.paper import BENCHMARK_SIZES
+from limr.stats import Interval, excludes_zero, mean_ci, paired_diff_ci
 
 BENCHES = ("aime24", "math500", "amc23")  # Table 2's column order
 TITLES = {"aime24": "AIME24", "math500": "MATH500", "amc23": "AMC23", "average": "average"}
@@ -77,6 +87,78 @@ def read_run(folder: Path) -> tuple[dict[int, dict], bool]:
     if base.is_file() and 0 not in points:
         points[0] = read_point(base)
     return dict(sorted(points.items())), base.is_file() and not steps
+
+
+def point_folder(eval_dir: Path, run: str, step: int) -> Path:
+    """The folder a point was read from: step 0 stands for the base folder unless a step0 folder exists."""
+    folder = eval_dir / run / f"step{step}"
+    return folder if step or (folder / "results.json").is_file() else eval_dir / run / "base"
+
+
+def read_scores(path: Path) -> dict[str, list[float]]:
+    """A <bench>.jsonl of eval/evaluate.py as {question id: [1.0 or 0.0 per sample, by sample index]}."""
+    by_id: dict[str, dict[int, float]] = {}
+    for lineno, row in iter_jsonl(path):
+        pid, sample, correct = row.get("id"), row.get("sample"), row.get("correct")
+        if not isinstance(pid, str) or isinstance(sample, bool) or not isinstance(sample, int):
+            raise DataError(f"{path}:{lineno}: needs a string 'id' and an integer 'sample'")
+        if not isinstance(correct, bool):
+            raise DataError(f"{path}:{lineno}: 'correct' must be true or false (ungraded?), got {correct!r:.40}")
+        by_id.setdefault(pid, {})[sample] = float(correct)
+    if not by_id:
+        raise DataError(f"{path}: no responses")
+    if len({len(v) for v in by_id.values()}) != 1:
+        raise DataError(f"{path}: questions have different numbers of samples")
+    return {pid: [v for _, v in sorted(samples.items())] for pid, samples in sorted(by_id.items())}
+
+
+def load_scores(eval_dir: Path, runs: dict) -> dict[tuple[str, int, str], dict[str, list[float]]]:
+    """Per (run, step, benchmark) with a responses file beside its results.json: the per-question scores."""
+    found = {}
+    for run, (points, _) in runs.items():
+        for step, point in points.items():
+            for bench in point:
+                path = point_folder(eval_dir, run, step) / f"{bench}.jsonl"
+                if path.is_file():
+                    found[run, step, bench] = read_scores(path)
+    return found
+
+
+def intervals(scores: dict) -> dict[tuple[str, int, str], Interval]:
+    """Each accuracy's 95% bootstrap interval, in %."""
+    keys = tqdm(scores, desc="bootstrap intervals", unit="accuracy", disable=None if len(scores) > 20 else True)
+    return {key: mean_ci([list(scores[key].values())]).scaled(100) for key in keys}
+
+
+def compare(rows: list[dict], scores: dict, pair: tuple[str, str], cols: Sequence[str]) -> list[dict]:
+    """The paired difference A - B (in points) on each benchmark both runs' rows have responses for."""
+    by_run = {row["run"]: row for row in rows}
+    missing = [r for r in pair if r not in by_run]
+    if missing:
+        raise DataError(f"--compare: no row for run {', '.join(missing)} (rows: {', '.join(by_run)})")
+    out = []
+    for bench in cols:
+        a, b = (scores.get((r, by_run[r]["_step"], bench)) for r in pair)
+        if a is None or b is None:
+            continue
+        if a.keys() != b.keys():
+            raise DataError(f"--compare: {bench}: the two runs were evaluated on different questions")
+        diff = paired_diff_ci([list(a.values())], [list(b.values())]).scaled(100)
+        out.append({"benchmark": bench, "difference": diff})
+    if not out:
+        raise DataError(f"--compare {','.join(pair)}: no benchmark with responses (<bench>.jsonl) for both rows")
+    return out
+
+
+def compare_markdown(pair: tuple[str, str], diffs: list[dict]) -> str:
+    lines = [f"\n{pair[0]} - {pair[1]}, paired over the same questions (points, 95% interval):\n",
+             "| benchmark | difference | 95% interval | beyond noise |", "|---|---:|---:|---|"]  # fmt: skip
+    for d in diffs:
+        i = d["difference"]
+        beyond = "yes" if excludes_zero(i) else "no"
+        lines.append(f"| {TITLES.get(d['benchmark'], d['benchmark'])} | {i.estimate:+.1f} | "
+                     f"[{i.low:+.1f}, {i.high:+.1f}] | {beyond} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def load_runs(eval_dir: Path, names: list[str] | None) -> dict[str, tuple[dict, bool]]:
@@ -129,7 +211,7 @@ def table_rows(runs: dict, rule: str, questions: dict[str, int], cols: Sequence[
         best = max(steps, key=lambda s: (headline(points[s], cols) is not None, headline(points[s], cols) or 0, s))
         step = best if rule == "best" else steps[-1]
         point = points[step]
-        row = {"run": run, "source": "ours", "step": "base" if only_base or step == 0 else step}
+        row = {"run": run, "source": "ours", "step": "base" if only_base or step == 0 else step, "_step": step}
         row["questions"] = questions.get(run)
         for b in cols:
             row[b], row[f"{b}_questions"] = point.get(b, (None, None))
@@ -155,25 +237,32 @@ def markdown(rows: list[dict], cols: Sequence[str] = BENCHES) -> str:
         "| " + " | ".join(["run", "step", "#questions", *titles]) + " |",
         "|---|---|" + "---:|" * (len(titles) + 1),
     ]
-    partial = False
+    partial, spread = False, False
     for row in rows:
         cells = [row["run"], str(row["step"]), "-" if row["questions"] is None else f"{row['questions']:,}"]
         for b in cols:
             value = row.get(b)
             short = value is not None and b in BENCHMARK_SIZES and row[f"{b}_questions"] < BENCHMARK_SIZES[b]
             partial |= short
-            cells.append("-" if value is None else f"{value:.1f}" + ("†" if short else ""))
+            cell = "-" if value is None else f"{value:.1f}" + ("†" if short else "")
+            if row.get(f"{b}_low") is not None:
+                cell += f" [{row[f'{b}_low']:.1f}, {row[f'{b}_high']:.1f}]"
+                spread = True
+            cells.append(cell)
         if averaged(cols):
             cells.append("-" if row["average"] is None else f"{row['average']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     if partial:
         sizes = ", ".join(f"{TITLES[b]} {n}" for b, n in BENCHMARK_SIZES.items())
         lines.append(f"\n† evaluated on fewer questions than the full benchmark ({sizes}).")
+    if spread:
+        lines.append("\n[low, high]: 95% bootstrap interval over questions and samples.")
     return "\n".join(lines) + "\n"
 
 
 def to_csv(rows: list[dict], cols: Sequence[str] = BENCHES) -> str:
     fields = ["run", "source", "step", "questions", *cols, "average", *(f"{b}_questions" for b in cols)]
+    fields += [f"{b}_{end}" for b in cols for end in ("low", "high") if any(f"{b}_low" in row for row in rows)]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", restval="", extrasaction="ignore")
     writer.writeheader()
@@ -182,8 +271,9 @@ def to_csv(rows: list[dict], cols: Sequence[str] = BENCHES) -> str:
     return buf.getvalue()
 
 
-def plot_curves(runs: dict, out, cols: Sequence[str] = BENCHES) -> None:
-    """Accuracy against training step, one panel per benchmark and one for the average (Fig. 3a / 4)."""
+def plot_curves(runs: dict, out, cols: Sequence[str] = BENCHES, bands: dict | None = None) -> None:
+    """Accuracy against training step, one panel per benchmark and one for the average (Fig. 3a / 4); each
+    benchmark's 95% interval as a band where there is one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,6 +294,13 @@ def plot_curves(runs: dict, out, cols: Sequence[str] = BENCHES) -> None:
                 ax.axhline(values[0], color=color, linestyle="--", label=run)
             elif values:
                 ax.plot(list(values), list(values.values()), color=color, marker="o", markersize=3, label=run)
+            band = {s: (bands or {}).get((run, s, key)) for s in values}
+            band = {s: i for s, i in band.items() if i is not None}
+            if only_base and band:
+                ax.axhspan(band[0].low, band[0].high, color=color, alpha=0.12)
+            elif band:
+                lows, highs = [i.low for i in band.values()], [i.high for i in band.values()]
+                ax.fill_between(list(band), lows, highs, color=color, alpha=0.15, linewidth=0)
         ax.set_title(TITLES.get(key, key))
         ax.set_xlabel("training step")
         ax.set_ylabel("accuracy (%)")
@@ -237,6 +334,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--paper", action="store_true", help="add the paper's Table 2 rows")
     p.add_argument("--out", type=Path, help="folder for summary.md, summary.csv, curves.png (default: --eval_dir)")
     p.add_argument("--no_plot", action="store_true", help="skip curves.png")
+    p.add_argument(
+        "--compare",
+        metavar="A,B",
+        help="the paired difference A - B per benchmark with its 95%% interval (needs <bench>.jsonl)",
+    )
     return p.parse_args(argv)
 
 
@@ -249,14 +351,25 @@ def main(argv: list[str] | None = None) -> int:
         results = sorted(args.eval_dir.glob("*/*/results.json")) if args.eval_dir.is_dir() else []
         refuse_overwriting_inputs(results, [out / w for w in written])
         refuse_unwritable_outputs([out / w for w in written])
+        pair = tuple(r.strip() for r in args.compare.split(",")) if args.compare else None
+        if pair is not None and (len(pair) != 2 or not all(pair) or pair[0] == pair[1]):
+            raise DataError(f"--compare: expected two different runs A,B, got {args.compare!r}")
         runs = load_runs(args.eval_dir, names)
         cols = columns(runs, args.paper)
         rows = table_rows(runs, args.step, parse_questions(args.questions), cols)
+        scores = load_scores(args.eval_dir, runs)
+        bands = intervals(scores)
+        for row in rows:
+            for b in cols:
+                if (row["run"], row["_step"], b) in bands:
+                    i = bands[row["run"], row["_step"], b]
+                    row[f"{b}_low"], row[f"{b}_high"] = i.low, i.high
+        diffs = compare(rows, scores, pair, cols) if pair else None
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows += paper_rows() if args.paper else []
-    table = markdown(rows, cols)
+    table = markdown(rows, cols) + (compare_markdown(pair, diffs) if diffs else "")
     try:
         with all_or_nothing():
             with atomic_write(out / "summary.md") as f:
@@ -265,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(to_csv(rows, cols))
             if not args.no_plot:
                 with atomic_write(out / "curves.png", "wb") as f:
-                    plot_curves(runs, f, cols)
+                    plot_curves(runs, f, cols, bands)
     except OSError as e:
         print(f"error: cannot write to {out}, nothing written ({e})", file=sys.stderr)
         return 2

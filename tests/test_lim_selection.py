@@ -507,7 +507,7 @@ def test_log_and_step_files_select_the_same(tiny, tmp_path, capsys):
     assert chosen[0] == chosen[1]
 
 
-@pytest.mark.parametrize("method", ["linear", "rand", "variance", "learnability"])
+@pytest.mark.parametrize("method", ["linear", "rand", "variance", "learnability", "dapo"])
 def test_methods_and_sizes(tiny, tmp_path, capsys, method):
     out = tmp_path / "sel.json"
     args = ["--train_samples_path", tiny / "rollouts.jsonl", "--original_prompts_path", tiny / "prompts.json",
@@ -820,3 +820,58 @@ def test_a_full_disk_leaves_no_output(small_run, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith("error: cannot write the outputs, none written") and proc.stderr.count("\n") == 1
     assert not out.exists() or not any(out.iterdir())  # no output, no temporary file
+
+
+def test_stability_writes_the_table_and_refuses_what_it_cannot_measure(tmp_path, capsys):
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps({"a": [0.0, 0.5, 1.0], "b": [0.5, 0.5, 0.5], "c": [1.0, 0.0, 0.0], "d": [0, 0, 0.5]}))
+    out = tmp_path / "s.json"
+    rc, stdout, _ = run_cli(capsys, "--accuracy_path", acc, "--output_path", out, "--max_epochs", 3, "--stability")
+    assert rc == 0 and "stability: first K epochs" in stdout
+    rows = json.loads((tmp_path / "s.stability.json").read_text())
+    assert [(r["epochs"], r["mode"]) for r in rows] == [(k, m) for k in (1, 2, 3) for m in ("same size", "threshold")]
+    assert rows[-1]["jaccard"] == 1.0 and rows[-1]["spearman"] == 1.0
+    assert rows[-1]["selected"] == len(json.loads(out.read_text()))
+    assert (tmp_path / "s.stability.png").stat().st_size > 0
+    report = json.loads((tmp_path / "s.report.json").read_text())
+    assert report["stability"]["threshold, jaccard >= 0.9"]["epochs"] is not None
+    for bad in (["--method", "rand"], ["--method", "lim", "--scores_path", acc]):
+        argv = ["--output_path", tmp_path / "t.json", "--stability", *bad]
+        if "--scores_path" not in bad:
+            argv += ["--accuracy_path", acc]
+        rc, _, err = run_cli(capsys, *argv)
+        assert rc == 2 and err.startswith("error: --stability needs") and not (tmp_path / "t.json").exists()
+
+
+def test_dapo_scores_the_share_of_epochs_with_a_signal(tmp_path, capsys):
+    complete = {"a": [0.0, 0.5, 1.0, 1.0], "b": [0.25, 0.5, 0.75, 0.5], "c": [0.0, 0.0, 0.0, 1.0]}
+    assert lim.dapo_scores(complete) == {"a": 0.25, "b": 1.0, "c": 0.0}
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps(complete))
+    rc, _, _ = run_cli(capsys, "--accuracy_path", acc, "--output_path", tmp_path / "d.json", "--max_epochs", 4,
+                       "--method", "dapo", "--num_samples", 2, "--no_plots")  # fmt: skip
+    assert rc == 0 and json.loads((tmp_path / "d.json").read_text()) == [{"id": "a"}, {"id": "b"}]
+    rows = json.loads((tmp_path / "d.scores.json").read_text())
+    assert {r["id"]: r["zero_variance_share"] for r in rows} == {"a": 0.75, "b": 0.0, "c": 1.0}
+
+
+def test_sweep_counts_what_each_threshold_keeps(tmp_path, capsys):
+    complete = {"a": [0.0, 0.5, 1.0], "b": [0.5, 0.5, 0.5], "c": [1.0, 0.0, 0.0], "d": [0.0, 0.0, 0.5]}
+    rows = lim.threshold_sweep(complete)
+    assert [r["theta"] for r in rows] == [i / 20 for i in range(21)]
+    lim_s, lin_s = lim.lim_scores(complete), lim.linear_scores(complete)
+    for r in rows:
+        assert r["lim"] == sum(s >= r["theta"] for s in lim_s.values())
+        assert r["linear"] == sum(s >= r["theta"] for s in lin_s.values())
+    assert rows[-1]["linear"] == 1  # only "a" rises on the line: linear score exactly 1
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps(complete))
+    rc, stdout, _ = run_cli(capsys, "--accuracy_path", acc, "--output_path", tmp_path / "w.json", "--max_epochs", 3,
+                            "--sweep")  # fmt: skip
+    assert rc == 0 and "prompts kept against the threshold" in stdout
+    saved = json.loads((tmp_path / "w.sweep.json").read_text())
+    assert saved == rows and (tmp_path / "w.sweep.png").stat().st_size > 0
+    at_theta = next(r["lim"] for r in saved if r["theta"] == lim.THETA)
+    assert at_theta == len(json.loads((tmp_path / "w.json").read_text()))
+    rc, _, err = run_cli(capsys, "--scores_path", acc, "--output_path", tmp_path / "x.json", "--sweep")
+    assert rc == 2 and err.startswith("error: --sweep") and not (tmp_path / "x.json").exists()

@@ -262,3 +262,39 @@ def test_a_full_disk_writes_nothing(eval_dir, tmp_path, capsys, disk_full_past):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith(f"error: cannot write to {tmp_path / 'out'}, nothing written"), err
     assert not any((tmp_path / "out").iterdir())
+
+
+def write_responses(folder: Path, bench: str, correct: list[list[bool]]) -> None:
+    """results.json and <bench>.jsonl (the fields the summary reads) for a (questions x samples) verdict table."""
+    write_results(folder, {bench: sum(map(sum, correct)) / sum(map(len, correct))}, {bench: len(correct)})
+    rows = [{"id": f"q{q:04d}", "sample": s, "correct": c} for q, row in enumerate(correct) for s, c in enumerate(row)]
+    (folder / f"{bench}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_intervals_and_paired_difference_against_closed_forms(tmp_path, capsys):
+    import math
+
+    root = tmp_path / "eval"
+    write_responses(root / "perfect" / "step4", "held", [[True] * 4] * 30)  # all correct: no spread at all
+    half = [[q % 2 == 0] for q in range(2000)]  # half correct, n = 1: the normal approximation holds
+    write_responses(root / "half" / "step4", "held", half)
+    write_responses(root / "half2" / "step4", "held", half)
+    assert summarize.main(["--eval_dir", str(root), "--runs", "perfect,half", "--compare", "half,half2"]) == 2
+    assert "no row for run half2" in capsys.readouterr().err
+    assert summarize.main(["--eval_dir", str(root), "--compare", "half,half2", "--no_plot"]) == 0
+    lines = table_lines(root / "summary.md")
+    assert "| perfect | 4 | - | 100.0 [100.0, 100.0] |" in lines
+    with open(root / "summary.csv", newline="") as f:
+        rows = {r["run"]: r for r in csv.DictReader(f)}
+    half_width = 1.96 * math.sqrt(0.25 / 2000) * 100  # 2.19 points
+    low, high = float(rows["half"]["held_low"]), float(rows["half"]["held_high"])
+    assert math.isclose((high - low) / 2, half_width, rel_tol=0.1) and math.isclose((high + low) / 2, 50, abs_tol=0.3)
+    assert "| held | +0.0 | [+0.0, +0.0] | no |" in lines  # the same verdicts paired: no difference at all
+    assert summarize.main(["--eval_dir", str(root), "--compare", "perfect,half"]) == 2  # 30 questions vs 2000
+    assert "different questions" in capsys.readouterr().err
+    write_responses(root / "worse" / "step4", "held", [[q % 4 == 0] for q in range(2000)])
+    assert summarize.main(["--eval_dir", str(root), "--compare", "half,worse"]) == 0
+    assert "| held | +25.0 |" in capsys.readouterr().out and (root / "curves.png").stat().st_size > 0
+    for bad in ("half", "half,half", "half,"):
+        assert summarize.main(["--eval_dir", str(root), "--compare", bad]) == 2
+        assert capsys.readouterr().err.startswith("error: --compare: expected two different runs")
