@@ -38,9 +38,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from limr.cli import refuse_overwriting_inputs, refuse_unwritable_outputs
-from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, iter_jsonl, read_json
+from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, read_json
 from limr.paper import BENCHMARK_SIZES
-from limr.stats import Interval, excludes_zero, mean_ci, paired_diff_ci
+from limr.stats import Interval, excludes_zero, mean_ci, paired_diff_ci, read_question_scores
 
 BENCHES = ("aime24", "math500", "amc23")  # Table 2's column order
 TITLES = {"aime24": "AIME24", "math500": "MATH500", "amc23": "AMC23", "average": "average"}
@@ -95,23 +95,6 @@ def point_folder(eval_dir: Path, run: str, step: int) -> Path:
     return folder if step or (folder / "results.json").is_file() else eval_dir / run / "base"
 
 
-def read_scores(path: Path) -> dict[str, list[float]]:
-    """A <bench>.jsonl of eval/evaluate.py as {question id: [1.0 or 0.0 per sample, by sample index]}."""
-    by_id: dict[str, dict[int, float]] = {}
-    for lineno, row in iter_jsonl(path):
-        pid, sample, correct = row.get("id"), row.get("sample"), row.get("correct")
-        if not isinstance(pid, str) or isinstance(sample, bool) or not isinstance(sample, int):
-            raise DataError(f"{path}:{lineno}: needs a string 'id' and an integer 'sample'")
-        if not isinstance(correct, bool):
-            raise DataError(f"{path}:{lineno}: 'correct' must be true or false (ungraded?), got {correct!r:.40}")
-        by_id.setdefault(pid, {})[sample] = float(correct)
-    if not by_id:
-        raise DataError(f"{path}: no responses")
-    if len({len(v) for v in by_id.values()}) != 1:
-        raise DataError(f"{path}: questions have different numbers of samples")
-    return {pid: [v for _, v in sorted(samples.items())] for pid, samples in sorted(by_id.items())}
-
-
 def load_scores(eval_dir: Path, runs: dict) -> dict[tuple[str, int, str], dict[str, list[float]]]:
     """Per (run, step, benchmark) with a responses file beside its results.json: the per-question scores."""
     found = {}
@@ -120,7 +103,7 @@ def load_scores(eval_dir: Path, runs: dict) -> dict[tuple[str, int, str], dict[s
             for bench in point:
                 path = point_folder(eval_dir, run, step) / f"{bench}.jsonl"
                 if path.is_file():
-                    found[run, step, bench] = read_scores(path)
+                    found[run, step, bench] = read_question_scores(path)
     return found
 
 

@@ -18,10 +18,13 @@ cancels; the samples of the two runs are independent draws and are redrawn indep
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from limr.jsonio import DataError, iter_jsonl
 
 RESAMPLES = 2000
 LEVEL = 0.95
@@ -105,3 +108,21 @@ def paired_diff_ci(
 def excludes_zero(interval: Interval) -> bool:
     """Whether a difference's interval lies wholly on one side of zero: beyond this noise."""
     return interval.low > 0 or interval.high < 0
+
+
+def read_question_scores(path: str | os.PathLike) -> dict[str, list[float]]:
+    """A <bench>.jsonl of eval/evaluate.py as {question id: [1.0 or 0.0 per sample, by sample index]}, ids sorted:
+    the (questions x samples) scores the intervals below take (`np.array(list(....values()))`)."""
+    by_id: dict[str, dict[int, float]] = {}
+    for lineno, row in iter_jsonl(path):
+        pid, sample, correct = row.get("id"), row.get("sample"), row.get("correct")
+        if not isinstance(pid, str) or isinstance(sample, bool) or not isinstance(sample, int):
+            raise DataError(f"{path}:{lineno}: needs a string 'id' and an integer 'sample'")
+        if not isinstance(correct, bool):
+            raise DataError(f"{path}:{lineno}: 'correct' must be true or false (ungraded?), got {correct!r:.40}")
+        by_id.setdefault(pid, {})[sample] = float(correct)
+    if not by_id:
+        raise DataError(f"{path}: no responses")
+    if len({len(v) for v in by_id.values()}) != 1:
+        raise DataError(f"{path}: questions have different numbers of samples")
+    return {pid: [v for _, v in sorted(samples.items())] for pid, samples in sorted(by_id.items())}

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from limr.jsonio import iter_jsonl, read_json
+from limr.jsonio import read_json
 from limr.paper import THETA
-from limr.stats import Interval, excludes_zero, mean_ci, paired_diff_ci
+from limr.stats import Interval, excludes_zero, mean_ci, paired_diff_ci, read_question_scores
 
 RUN_ORDER = ("warmup", "full", "limr", "rand", "linear")
 # (run, against): RL itself, then the paper's comparisons of each subset with the whole pool and with chance
@@ -27,10 +27,7 @@ METHOD_FILES = {"limr": "lim", "rand": "rand", "linear": "linear"}
 
 def score_matrix(path: Path) -> np.ndarray:
     """An eval/evaluate.py responses file as a (questions x samples) 0/1 array, questions sorted by id."""
-    by_id: dict[str, dict[int, bool]] = {}
-    for _, row in iter_jsonl(path):
-        by_id.setdefault(row["id"], {})[row["sample"]] = bool(row["correct"])
-    return np.array([[float(v) for _, v in sorted(s.items())] for _, s in sorted(by_id.items())])
+    return np.array(list(read_question_scores(path).values()))
 
 
 def final_folder(eval_dir: Path, run: str) -> Path:
