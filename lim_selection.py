@@ -7,7 +7,7 @@
 
     python lim_selection.py --train_samples_path outputs/math8k/rollouts.jsonl \\
         --original_prompts_path data/math8k.json --output_path outputs/lim/limr.json \\
-        --steps_per_epoch 8 --max_epochs 21 --similarity_threshold 0.6
+        --steps_per_epoch 9 --max_epochs 21 --similarity_threshold 0.6    # 9: OpenRLHF 0.11's pass; the fork's: 8
 
 Inputs (exactly one of):
   --train_samples_path  our rollout log (JSONL, one line per sample: {"step", "id", "reward", "correct",
