@@ -9,7 +9,7 @@
         --original_prompts_path data/math8k.json --output_path outputs/lim/limr.json \\
         --steps_per_epoch 9 --max_epochs 21 --similarity_threshold 0.6    # 9: OpenRLHF 0.11's pass; the fork's: 8
 
-Inputs (exactly one of):
+Inputs (exactly one of; passrate with --num_samples needs none):
   --train_samples_path  our rollout log (JSONL, one line per sample: {"step", "id", "reward", "correct",
                         "response_length", ...}) or a folder of the paper fork's step_{k}.json files
                         ([{"prompt", "response", "reward", "response_length"}, ...], matched to ids by prompt text)
@@ -28,6 +28,9 @@ Methods (--method; --num_samples K takes the top K instead of a threshold):
   variance      One-Shot-RLVR's historical variance: variance of the accuracy history, top K
   learnability  mean over epochs of p(1-p), top K (prompts solved about half the time)
   dapo          share of epochs whose samples do not all agree (1 - DAPO's zero-variance share), top K
+  passrate      no training run: the base model's pass rate p per prompt from eval/evaluate.py run on the prompt
+                file (--passrate_path: its <bench>.jsonl); keep prompts with 0 < p < 1, the top K by p(1-p).
+                K is --num_samples, else LIM's count from the history given with it (one of the inputs below)
 --compare runs all six at one size and prints their overlap (Jaccard). --stability selects with the first K epochs
 (K = 1..max_epochs) and compares with the full selection (limr/stability.py): X.stability.json and X.stability.png.
 --sweep counts the prompts LIM and LINEAR keep as θ moves from 0 to 1: X.sweep.json and X.sweep.png.
@@ -65,8 +68,10 @@ from limr.dataset import openrlhf_path, write_prompt_files
 from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, read_json, write_json
 from limr.paper import LINEAR_THETA, MAX_EPOCHS, STEPS_PER_EPOCH, THETA
 from limr.stability import epochs_to_reach, jaccard, stability_rows
+from limr.stats import read_question_scores
 
-METHODS = ("lim", "linear", "rand", "variance", "learnability", "dapo")
+METHODS = ("lim", "linear", "rand", "variance", "learnability", "dapo")  # --compare runs these six
+CHOICES = (*METHODS, "passrate")
 CHUNK = 1 << 20  # read files 1 MiB at a time: bounded memory, and small buffers reuse the heap (faster than 8 MiB)
 # Flag bounds: counts are held per prompt and epoch, and a run needs every step 1 .. epochs x steps_per_epoch, so
 # --max_epochs 1e8 would only run out of memory; these are far above any run (the paper: 21 x 8).
@@ -594,6 +599,13 @@ def rand_select(pool: list[str], k: int, seed: int) -> list[str]:
     return [pid for pid in pool if pid in chosen]
 
 
+def passrate_select(passrates: dict[str, float], k: int) -> list[str]:
+    """The k prompts of 0 < p < 1 with the highest p(1-p) (solved about half the time), in input order; prompts the
+    model never or always solves give no learning signal and are never taken."""
+    candidates = {pid: p * (1 - p) for pid, p in passrates.items() if 0 < p < 1}
+    return select(candidates, k=k)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 4. Selection
 # ---------------------------------------------------------------------------------------------------------------
@@ -841,7 +853,7 @@ def write_plots(args, complete, scores, chosen: set, cutoff, compared, stability
 def parse_args(argv=None) -> argparse.Namespace:
     about = "\n\n".join(__doc__.split("\n\n")[:3])  # the formula and the command
     p = argparse.ArgumentParser(description=about, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()  # one is needed, except by passrate with --num_samples (run() checks)
     src.add_argument("--train_samples_path", help="rollout log (.jsonl) or folder of the fork's step_{k}.json files")
     src.add_argument("--accuracy_path", help="JSON {prompt_id: [accuracy per epoch]}")
     src.add_argument("--scores_path", help="saved scores [{'prompt' or 'id', 'score'}] to select from")
@@ -852,8 +864,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max_epochs", type=int_in(1, EPOCHS_LIMIT), default=MAX_EPOCHS, help="epochs scored (paper: 21)")
     p.add_argument("--similarity_threshold", type=float_in(None),
                    help=f"keep score >= this (default: lim {THETA}, linear {LINEAR_THETA}); rand, variance, "
-                   "learnability and dapo take as many prompts as LIM keeps at it")  # fmt: skip
-    p.add_argument("--method", choices=METHODS, default="lim")
+                   "learnability, dapo and passrate take as many prompts as LIM keeps at it")  # fmt: skip
+    p.add_argument("--method", choices=CHOICES, default="lim")
+    p.add_argument("--passrate_path", help="passrate: eval/evaluate.py's <bench>.jsonl of the base model on the "
+                   "prompt file (n samples at a temperature), one row per response {id, sample, correct}")  # fmt: skip
     p.add_argument("--num_samples", type=int_in(1), help="select the top K (rand: draw K) instead of a threshold")
     p.add_argument("--seed", type=int, default=0, help="seed of RAND")
     p.add_argument("--compare", action="store_true", help="run every method at one size and print their overlap")
@@ -938,7 +952,7 @@ def build_report(args, info: dict, result: dict, n_prompts: int | None, compared
     if info.get("format") == "step files":
         for first in info["duplicate_ids"].values():
             dropped[f"same prompt text as {first} (samples pooled there)"] += 1
-    inputs = ("train_samples_path", "accuracy_path", "scores_path", "original_prompts_path")
+    inputs = ("train_samples_path", "accuracy_path", "scores_path", "passrate_path", "original_prompts_path")
     params = ("steps_per_epoch", "max_epochs", "similarity_threshold", "num_samples", "seed")
     report = {
         "method": args.method,
@@ -969,6 +983,9 @@ def print_report(report: dict) -> None:
     for reason, n in report["dropped"].items():
         print(f"  not scored: {n} {reason}")
     print(f"scored: {report['scored']}; selected with {report['method']}: {report['selected']}")
+    if report.get("format") == "pass rates":
+        print(f"  pass rates over {report['samples_per_prompt']} samples: {report['never_solved']} never solved, "
+              f"{report['always_solved']} always solved (never selected); size: {report['size_from']}")  # fmt: skip
     if report.get("at_default_thresholds"):
         counts = ", ".join(f"{k}: {v}" for k, v in report["at_default_thresholds"].items())
         print(f"  at the paper's thresholds: {counts}")
@@ -1045,12 +1062,69 @@ def select_from_scores(args, prompts: list[dict] | None) -> tuple[dict, dict]:
     return {"scores": scores, "selected": selected, "cutoff": cutoff}, info
 
 
+def check_method_inputs(args) -> None:
+    """The inputs each method needs, before anything is read."""
+    history = args.train_samples_path or args.accuracy_path or args.scores_path
+    if args.method != "passrate":
+        if args.passrate_path:
+            raise DataError("--passrate_path goes with --method passrate")
+        if not history:
+            raise DataError("pass one of --train_samples_path, --accuracy_path, --scores_path")
+        return
+    if not args.passrate_path or not args.original_prompts_path:
+        raise DataError("--method passrate needs --passrate_path and --original_prompts_path (the prompt file)")
+    if not history and not args.num_samples:
+        raise DataError(
+            "--method passrate takes LIM's count: pass a history (--train_samples_path, --accuracy_path or "
+            "--scores_path) or --num_samples K"
+        )
+    if args.compare or args.stability or args.sweep:
+        raise DataError("--compare, --stability and --sweep need accuracy histories: not with --method passrate")
+
+
+def lim_count(args, prompts: list[dict]) -> int:
+    """How many prompts LIM keeps at --similarity_threshold (default 0.6) on the given history or saved scores."""
+    theta = THETA if args.similarity_threshold is None else args.similarity_threshold
+    if args.scores_path:
+        return len(select(load_scores(args.scores_path, prompts, index_by_text(prompts)[0]), theta))
+    histories, _ = load_inputs(args, prompts)
+    complete, _ = complete_histories(histories, args.max_epochs)
+    if not complete:
+        raise DataError(f"no prompt has a complete {args.max_epochs}-epoch history: cannot count LIM's selection")
+    return len(select(lim_scores(complete), theta))
+
+
+def select_by_passrate(args, prompts: list[dict]) -> tuple[dict, dict]:
+    """--method passrate: pass rates from the evaluation run, in prompt-file order; the top K by p(1-p)."""
+    samples = read_question_scores(args.passrate_path)
+    known = {it["id"] for it in prompts}
+    unknown = [pid for pid in samples if pid not in known]
+    if unknown:
+        raise DataError(f"{args.passrate_path}: {len(unknown)} ids are not in the prompt file (first: {unknown[0]!r})")
+    rate = {pid: math.fsum(scores) / len(scores) for pid, scores in samples.items()}
+    passrates = {it["id"]: rate[it["id"]] for it in prompts if it["id"] in rate}
+    dropped = {it["id"]: f"no pass rate in {Path(args.passrate_path).name}" for it in prompts if it["id"] not in rate}
+    k = args.num_samples or lim_count(args, prompts)
+    info = {
+        "format": "pass rates",
+        "prompts_seen": len(passrates),
+        "samples_per_prompt": len(next(iter(samples.values()))),
+        "never_solved": sum(p == 0 for p in passrates.values()),
+        "always_solved": sum(p == 1 for p in passrates.values()),
+        "size_from": "--num_samples" if args.num_samples else "LIM's count",
+    }
+    result = {"scores": passrates, "selected": passrate_select(passrates, k), "cutoff": None, "k": k}
+    return result | {"dropped": dropped}, info
+
+
 def run(args) -> None:
     if not args.output_path.endswith(".json"):
         raise DataError(f"--output_path must end in .json (its OpenRLHF twin goes beside it): {args.output_path}")
     if args.train_samples_path and not args.original_prompts_path and Path(args.train_samples_path).is_dir():
         raise DataError("step files name prompts by text: pass --original_prompts_path")
-    inputs = (args.train_samples_path, args.accuracy_path, args.scores_path, args.original_prompts_path)
+    check_method_inputs(args)
+    inputs = (args.train_samples_path, args.accuracy_path, args.scores_path, args.passrate_path,
+              args.original_prompts_path)  # fmt: skip
     if args.sweep and args.scores_path:
         raise DataError("--sweep scores LIM and LINEAR from accuracy histories: not with --scores_path")
     if args.stability and (args.scores_path or args.method == "rand"):
@@ -1059,7 +1133,9 @@ def run(args) -> None:
     refuse_unwritable_outputs(output_paths(args))
     prompts = read_prompts(args.original_prompts_path) if args.original_prompts_path else None
     complete, compared, stability, sweep = None, None, None, None
-    if args.scores_path:
+    if args.method == "passrate":
+        result, info = select_by_passrate(args, prompts)
+    elif args.scores_path:
         result, info = select_from_scores(args, prompts)
     else:
         histories, info = load_inputs(args, prompts)

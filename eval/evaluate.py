@@ -7,10 +7,12 @@
 
 The settings of each benchmark are one table, eval/benchmarks.json (paper §3.1: AIME24 and AMC23 4 samples at T
 0.4, MATH500 greedy, top_p 0.95, 3,072 new tokens); --settings PATH reads another table, for other test sets
-(<data_dir>/<bench>.jsonl each), as the miniature loop (mini/) does. The prompt is the model's chat template with
-the paper's system prompt and the question as the user turn, as the release's eval/eval.py builds it. Generation
-runs on vLLM when it is installed and a GPU is visible (one GPU per model unless --tensor_parallel_size says more;
-it must divide the model's attention heads), else on transformers (CPU or one GPU, batched); both write the same
+(<data_dir>/<bench>.jsonl each), as the miniature loop (mini/) does; a prompt file <data_dir>/<bench>.json (as
+data/prepare.py writes) is read instead where one exists: the training prompts' pass rates before training, for
+lim_selection.py --method passrate. The prompt is the model's chat template with the paper's system prompt and
+the question as the user turn, as the release's eval/eval.py builds it. Generation runs on vLLM when it is
+installed and a GPU is visible (one GPU per model unless --tensor_parallel_size says more; it must divide the
+model's attention heads), else on transformers (CPU or one GPU, batched); both write the same
 files. With several checkpoints and G GPUs (--gpus, default every visible one with vLLM), G / tensor_parallel_size
 checkpoints are evaluated at once, one process per GPU group (CUDA_VISIBLE_DEVICES), each logging to
 <out>/<run>/step<N>/evaluate.log. A response is graded on its final answer alone
@@ -43,7 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from limr.cli import int_in
-from limr.dataset import load_benchmark
+from limr.dataset import load_benchmark, load_prompts
 from limr.grader import MODES
 from limr.jsonio import DataError, is_number, iter_jsonl, read_json, write_json, write_jsonl
 from limr.paper import SYSTEM_PROMPT
@@ -97,11 +99,18 @@ def load_settings(path: Path = SETTINGS_PATH) -> dict[str, dict]:
 
 
 def load_questions(data_dir: Path, bench: str, limit: int | None) -> list[dict]:
-    path = data_dir / f"{bench}.jsonl"
-    if not path.is_file():
-        hint = "" if data_dir == Path("data") else f" --out {data_dir}"
-        raise DataError(f"{path} not found: run python data/prepare.py{hint}")
-    rows = load_benchmark(path)[:limit]
+    """<data_dir>/<bench>.jsonl, or a prompt file <data_dir>/<bench>.json (training prompts, for pass rates before
+    training; its .jsonl beside is OpenRLHF's twin, not a benchmark), each prompt a question."""
+    path = data_dir / f"{bench}.json"
+    if path.is_file():
+        prompts = load_prompts(path)[:limit]
+        rows = [{"id": it["id"], "question": it["prompt"], "answer": it["answer"]} for it in prompts]
+    else:
+        path = data_dir / f"{bench}.jsonl"
+        if not path.is_file():
+            hint = "" if data_dir == Path("data") else f" --out {data_dir}"
+            raise DataError(f"{path} not found: run python data/prepare.py{hint}")
+        rows = load_benchmark(path)[:limit]
     if not rows:
         raise DataError(f"{path}: no questions")
     return rows
