@@ -77,7 +77,7 @@ def grade_rows(rows: list[dict], args, eos: tuple[str, ...] | None) -> tuple[lis
     if again:
         with GradingPool(args.workers, args.hard_limit, args.grader, eos, check_format=False) as pool:
             pairs = ((answer_text(rows[i]["response"], eos), rows[i]["answer"]) for i in again)
-            for i, g in zip(again, pool.map(pairs, progress="answers of format errors"), strict=True):
+            for i, g in zip(again, pool.map(pairs, progress="grading answers of format errors"), strict=True):
                 answers[i] = g
             timeouts += pool.timeouts
     return rewards, answers, timeouts
