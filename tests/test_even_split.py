@@ -18,7 +18,6 @@ returns. Training replays `PolicyModelActor.ppo_train` (ppo_actor.py): a DataLoa
 the train micro batch and drop_last. The settings come from the launcher's dry runs parsed by OpenRLHF's parser.
 """
 
-import ast
 import functools
 import logging
 import math
@@ -26,7 +25,6 @@ import typing
 from pathlib import Path
 from types import SimpleNamespace
 
-import openrlhf
 import pytest
 import test_train_scripts as scripts
 import torch
@@ -36,27 +34,9 @@ from tqdm import tqdm
 
 from limr.dataset import write_prompt_files
 
-SRC = Path(openrlhf.__file__).parent
 PRESETS, dry_run = scripts.PRESETS, scripts.dry_run
+openrlhf_source, method = scripts.openrlhf_source, scripts.method  # OpenRLHF's functions, from its installed files
 data, dry, openrlhf_main = scripts.data, scripts.dry, scripts.openrlhf_main  # the launcher's dry runs, parsed
-
-
-def openrlhf_source(relpath: str, names: list[str], namespace: dict) -> dict:
-    """Execute the named top-level functions and classes of an installed OpenRLHF file in `namespace`."""
-    tree = ast.parse((SRC / relpath).read_text())
-    nodes = [n for n in tree.body if getattr(n, "name", None) in names]
-    assert sorted(n.name for n in nodes) == sorted(names), f"{relpath}: expected {names}"
-    exec(compile(ast.Module(body=nodes, type_ignores=[]), str(SRC / relpath), "exec"), namespace)
-    return namespace
-
-
-def method(relpath: str, cls: str, name: str, namespace: dict):
-    """One method of an installed OpenRLHF class, compiled on its own (its class imports ray at definition)."""
-    tree = ast.parse((SRC / relpath).read_text())
-    (klass,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls]
-    (fn,) = [n for n in klass.body if isinstance(n, ast.FunctionDef) and n.name == name]
-    exec(compile(ast.Module(body=[fn], type_ignores=[]), str(SRC / relpath), "exec"), namespace)
-    return namespace[name]
 
 
 class Ray:
@@ -215,6 +195,24 @@ def test_episodes_restart_the_pass(dry, prompt_file):
     """A second episode is again ceil(rows / batch) steps with the partial one last (the iterator resets)."""
     args, _ = dry("train_limr.sh", PRESET="single", LIMR_PROMPTS=prompt_file(1389))
     assert pass_steps(1389, args, episodes=2) == [[1024, 365]] * 2
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("script", ["train_math.8k.sh", "train_limr.sh"])
+def test_the_partial_steps_note_counts_as_openrlhf_and_deepspeed(dry, prompt_file, script, preset):
+    """The note on a pass's partial step: its train micro-batches per actor rank (OpenRLHF's split, then ppo_train's
+    loader) against the micro-batches per optimizer step (DeepspeedStrategy.setup_distributed's accumulated_gradient)."""
+    rows = RUN_ROWS[script][0]
+    args, out = dry(script, PRESET=preset, **{VAR[script]: prompt_file(rows)})
+    ranks = groups(args)["actor"]
+    (train_micro,) = {share[2] for share in rank_shares(rows % 1024 * args.rollout.n_samples_per_prompt, ranks, args)}
+    strategy = SimpleNamespace(train_batch_size=args.train.batch_size, micro_train_batch_size=args.train.micro_batch_size,
+                               ring_attn_size=1, ds_tensor_parallel_size=1, world_size=ranks)  # fmt: skip
+    accumulation = scripts.ACCUMULATION(self=strategy)
+    whole, rest = divmod(train_micro, accumulation)
+    note = f"each actor rank trains {train_micro} micro-batches = {whole} x {accumulation} + {rest};"
+    assert (note in out) == (rest > 0), out
+    assert f"# note: each episode ends with a step of {rows % 1024} prompts" in out
 
 
 # ---- Refusals: what would hang today ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""Tests of eval/grade.py: the graded JSONL keeps every line, field and order and adds typed results; the
-`--grader`, `--eos_markers` and `--hard_limit` flags; bad input fails with one `error:` line, exit 2, and no
-output file."""
+"""Tests of eval/grade.py: the graded JSONL keeps every line, field and order and adds typed results; `correct`
+judges the answer alone while `reward` keeps the format rules; plain-text generations are graded right and
+warned about; the `--grader`, `--eos_markers` and `--hard_limit` flags; bad input fails with one `error:` line,
+exit 2, and no output file."""
 
 import importlib.util
 import json
@@ -17,16 +18,26 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "eval" / "grade.py"
 END = "<|im_end|>"
 
-# (row, default reward, limr reward): the rows of one input file, with fields the grader must keep
+# (row, {grader: (reward, correct)}): the rows of one input file, with fields the grader must keep. `correct` is
+# about the answer alone, so a right answer cut off (c) is correct with the format error's reward
 ROWS = [
-    ({"id": "a", "response": "So $\\boxed{5}$." + END, "answer": "5"}, CORRECT, CORRECT),  # right
-    ({"id": "b", "response": "So $\\boxed{6}$." + END, "answer": "5", "meta": {"n": [1, 2]}}, WRONG, WRONG),  # wrong
-    ({"id": "c", "response": "So $\\boxed{5}$.", "answer": "5"}, BAD_FORMAT, BAD_FORMAT),  # cut off
-    ({"id": "d", "response": "No box." + END, "answer": "5", "note": "π ≠ 3"}, BAD_FORMAT, BAD_FORMAT),  # no box
-    ({"id": "e", "response": "\\boxed{3}" + END, "answer": "3\\sqrt{13}"}, WRONG, CORRECT),  # limr: bare parse is 3
-    ({"id": "f", "response": "\\boxed{\\pi}" + END, "answer": "\\pi"}, CORRECT, WRONG),  # limr: bare \pi is nothing
-    ({"response": "\\fbox{7}" + END, "answer": "7", "id": 7}, CORRECT, BAD_FORMAT),  # field order kept; \fbox
-]
+    ({"id": "a", "response": "So $\\boxed{5}$." + END, "answer": "5"},
+     {"default": (CORRECT, True), "limr": (CORRECT, True)}),  # right
+    ({"id": "b", "response": "So $\\boxed{6}$." + END, "answer": "5", "meta": {"n": [1, 2]}},
+     {"default": (WRONG, False), "limr": (WRONG, False)}),  # wrong
+    ({"id": "c", "response": "So $\\boxed{5}$.", "answer": "5"},
+     {"default": (BAD_FORMAT, True), "limr": (BAD_FORMAT, True)}),  # cut off, the answer right
+    ({"id": "d", "response": "No box." + END, "answer": "5", "note": "π ≠ 3"},
+     {"default": (BAD_FORMAT, False), "limr": (BAD_FORMAT, False)}),  # no box
+    ({"id": "e", "response": "\\boxed{3}" + END, "answer": "3\\sqrt{13}"},
+     {"default": (WRONG, False), "limr": (CORRECT, True)}),  # limr: bare parse is 3
+    ({"id": "f", "response": "\\boxed{\\pi}" + END, "answer": "\\pi"},
+     {"default": (CORRECT, True), "limr": (WRONG, False)}),  # limr: bare \pi is nothing
+    ({"response": "\\fbox{7}" + END, "answer": "7", "id": 7},
+     {"default": (CORRECT, True), "limr": (BAD_FORMAT, False)}),  # field order kept; limr reads no \fbox
+    ({"id": "h", "response": "\\boxed{5}" + END + "\nuser: and 6? assistant: \\boxed{6}", "answer": "5"},
+     {"default": (CORRECT, True), "limr": (CORRECT, True)}),  # a made-up next turn: both grade up to the marker
+]  # fmt: skip
 
 
 def load_main():
@@ -54,7 +65,7 @@ def read_jsonl(path: Path) -> list[dict]:
 def graded(tmp_path_factory):
     """The ROWS file graded with each grader: {grader: (process, output rows)}."""
     tmp = tmp_path_factory.mktemp("grade")
-    src = write_jsonl(tmp / "in.jsonl", [row for row, _, _ in ROWS])
+    src = write_jsonl(tmp / "in.jsonl", [row for row, _ in ROWS])
     out = {}
     for grader in ("default", "limr"):
         dst = tmp / grader / "out.jsonl"  # a folder that does not exist yet
@@ -63,28 +74,28 @@ def graded(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("grader, column", [("default", 1), ("limr", 2)])
-def test_graded_rows(graded, grader, column):
+@pytest.mark.parametrize("grader", ["default", "limr"])
+def test_graded_rows(graded, grader):
     proc, rows = graded[grader]
     assert proc.returncode == 0, proc.stderr
     assert len(rows) == len(ROWS)
-    for got, case in zip(rows, ROWS, strict=True):
-        source, expected = case[0], case[column]
+    for got, (source, expected) in zip(rows, ROWS, strict=True):
         assert list(got)[: len(source)] == list(source)  # same fields, same order, results after them
         assert {k: got[k] for k in source} == source  # unchanged values
         assert set(got) - set(source) == {"correct", "reward", "extracted", "seconds"}
-        assert got["reward"] == expected
-        assert got["correct"] is (expected == CORRECT)
+        assert (got["reward"], got["correct"]) == expected[grader], source
         assert type(got["reward"]) is float and type(got["seconds"]) is float and got["seconds"] >= 0
         assert got["extracted"] is None or type(got["extracted"]) is str
-    assert f"graded {len(ROWS)} responses ({grader} grader)" in proc.stdout
+    n_correct = sum(e[grader][1] for _, e in ROWS)
+    assert f"graded {len(ROWS)} responses ({grader} grader): {n_correct} correct" in proc.stdout
+    assert "warning" not in proc.stderr  # one response in eight lacks a marker: no warning
 
 
 @pytest.mark.parametrize(
     "grader, extracted",
     [
-        ("default", ["5", "6", None, None, "3", "\\pi", "7"]),  # the last box, or None when cut off / no box
-        ("limr", ["5", "6", None, None, "3", "\\pi", None]),  # the release's regex does not read \fbox
+        ("default", ["5", "6", "5", None, "3", "\\pi", "7", "5"]),  # the last box before the marker, or None
+        ("limr", ["5", "6", "5", None, "3", "\\pi", None, "5"]),  # the release's regex does not read \fbox
     ],
 )
 def test_graded_extracted(graded, grader, extracted):
@@ -108,6 +119,38 @@ def test_eos_markers(tmp_path, eos_flag, expected):
     proc = run("--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--workers", "1", *eos_flag)
     assert proc.returncode == 0, proc.stderr
     assert [r["reward"] for r in read_jsonl(tmp_path / "out.jsonl")] == expected
+
+
+# plain-text generations, as vLLM and most tools save them: no end-of-turn marker
+PLAIN = [
+    {"response": "2 + 3 = 5, so the answer is $\\boxed{5}$.", "answer": "5"},
+    {"response": "It is $\\boxed{\\frac{1}{2}}$.", "answer": "0.5"},
+    {"response": "Hence $\\boxed{7}$.", "answer": "8"},
+]
+
+
+@pytest.mark.parametrize(
+    "eos_flag, rewards",
+    [
+        ([], [BAD_FORMAT, BAD_FORMAT, BAD_FORMAT]),  # default markers: every reward is the cut-off one
+        (["--eos_markers", ""], [CORRECT, CORRECT, WRONG]),  # taken as complete: the reward judges the answer
+    ],
+)
+def test_plain_text_generations(tmp_path, eos_flag, rewards):
+    src = write_jsonl(tmp_path / "in.jsonl", PLAIN)
+    proc = run("--input", str(src), "--output", str(tmp_path / "out.jsonl"), "--workers", "1", *eos_flag)
+    assert proc.returncode == 0, proc.stderr
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["correct"] for r in out] == [True, True, False]  # by answer, with or without the flag
+    assert [r["extracted"] for r in out] == ["5", "\\frac{1}{2}", "7"]
+    assert [r["reward"] for r in out] == rewards
+    assert "2 correct (66.7%)" in proc.stdout
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    if eos_flag:
+        assert warnings == []
+    else:  # one line: how many, and what the flag does
+        assert len(warnings) == 1 and warnings[0].startswith("warning: 3 of 3 responses have no end-of-turn marker")
+        assert '--eos_markers ""' in warnings[0]
 
 
 def test_hard_limit(tmp_path):

@@ -4,7 +4,9 @@ the presets, the multi-node roles, their errors, and one whole launch with stand
 OpenRLHF builds its parser under `if __name__ == "__main__"` in openrlhf/cli/train_ppo_ray.py, next to imports of
 ray and vllm that need a GPU stack. `openrlhf_args` runs that block itself (its add_argument calls, parse_args,
 hierarchize and every check after it) with `train()` swapped for a function that keeps the parsed arguments, so an
-unknown flag or a bad value fails here as it would on the cluster.
+unknown flag or a bad value fails here as it would on the cluster. The launcher's arithmetic copied from OpenRLHF
+(steps, LR warmup, gradient accumulation) is checked against the installed OpenRLHF's own expressions, taken from
+its source files by `openrlhf_expr` (the modules that hold them import ray, vLLM or DeepSpeed, which a CPU lacks).
 """
 
 import argparse
@@ -38,6 +40,53 @@ RUNS = {  # script -> (run folder, the env var of its prompt file, rows of the p
 }
 PRESETS = ("paper", "node", "single")
 TRAIN_CMD = "+ python3 -m openrlhf.cli.train_ppo_ray"
+SRC = Path(openrlhf.__file__).parent  # the installed OpenRLHF 0.11.2
+
+
+# ---- OpenRLHF's own code, from its installed source files ---------------------------------------------------------
+
+
+def openrlhf_source(relpath: str, names: list[str], namespace: dict) -> dict:
+    """Execute the named top-level functions and classes of an installed OpenRLHF file in `namespace`."""
+    tree = ast.parse((SRC / relpath).read_text())
+    nodes = [n for n in tree.body if getattr(n, "name", None) in names]
+    assert sorted(n.name for n in nodes) == sorted(names), f"{relpath}: expected {names}"
+    exec(compile(ast.Module(body=nodes, type_ignores=[]), str(SRC / relpath), "exec"), namespace)
+    return namespace
+
+
+def method(relpath: str, cls: str, name: str, namespace: dict):
+    """One method of an installed OpenRLHF class, compiled on its own (its class imports ray at definition)."""
+    tree = ast.parse((SRC / relpath).read_text())
+    (klass,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls]
+    (fn,) = [n for n in klass.body if isinstance(n, ast.FunctionDef) and n.name == name]
+    exec(compile(ast.Module(body=[fn], type_ignores=[]), str(SRC / relpath), "exec"), namespace)
+    return namespace[name]
+
+
+def openrlhf_expr(relpath: str, function: str, name: str):
+    """The one expression that `function` in an installed OpenRLHF file assigns to `name` (a variable, `self.x`, or a
+    keyword argument), compiled: called with the names it reads, it computes what OpenRLHF computes."""
+    tree = ast.parse((SRC / relpath).read_text())
+    found = [
+        node.value
+        for fn in ast.walk(tree)
+        if isinstance(fn, ast.FunctionDef) and fn.name == function
+        for node in ast.walk(fn)
+        if (isinstance(node, ast.keyword) and node.arg == name)
+        or (isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == [name])
+    ]
+    assert len(found) == 1, f"{relpath}: expected one `{name}` in {function}, found {len(found)}"
+    code = compile(ast.Expression(found[0]), str(SRC / relpath), "eval")
+    return lambda **names: eval(code, {"math": math}, names)  # installed library code, as `exec` above
+
+
+# ppo_trainer.prepare_datasets: the scheduler's steps (every optimizer step of every episode, from the dataset size)
+MAX_STEPS = openrlhf_expr("trainer/ppo_trainer.py", "prepare_datasets", "max_steps")
+# DeepspeedStrategy._ds_init_train_model: the warmup steps, rounded up from the ratio
+WARMUP = openrlhf_expr("utils/deepspeed/deepspeed.py", "_ds_init_train_model", "num_warmup_steps")
+# DeepspeedStrategy.setup_distributed: micro-batches per optimizer step on each rank
+ACCUMULATION = openrlhf_expr("utils/deepspeed/deepspeed.py", "setup_distributed", "self.accumulated_gradient")
 
 
 # ---- Running OpenRLHF's own parser ------------------------------------------------------------------------------
@@ -241,37 +290,42 @@ def test_full_run_has_the_papers_values(dry, data):
     assert args.ckpt.path == str(data / "out" / "math8k" / "ckpt")  # eval reads <ckpt.path>/global_step{N}_hf
 
 
-def warmup_steps(args, rows: int) -> int:
-    """OpenRLHF 0.11.2's LR warmup: ceil(ratio x max_steps), max_steps as ppo_trainer.prepare_datasets computes it."""
-    max_steps = (
-        rows
-        * args.rollout.n_samples_per_prompt
-        // args.train.batch_size
-        * args.train.num_episodes
-        * args.train.max_epochs
-    )
-    return math.ceil(max_steps * args.actor.lr_warmup_ratio)
+def warmup_steps(args, rows: int, model: str = "actor") -> int:
+    """The LR warmup steps OpenRLHF 0.11.2 gives a model of a run over `rows` prompts, by its own expressions."""
+    max_steps = MAX_STEPS(prompts_dataset=range(rows), args=args)
+    return WARMUP(scheduler_steps=max_steps, cfg={"lr_warmup_ratio": getattr(args, model).lr_warmup_ratio})
+
+
+@pytest.mark.parametrize(
+    "model, relpath", [("actor", "trainer/ray/ppo_actor.py"), ("critic", "trainer/ray/ppo_critic.py")]
+)
+def test_the_warmup_reads_the_flags_the_launcher_sets(dry, model, relpath):
+    """Each model's optimizer config takes its own --<model>.lr_warmup_ratio and the trainer's max_steps."""
+    args, _ = dry()
+    ratio = openrlhf_expr(relpath, "init_model_from_pretrained", "lr_warmup_ratio")(args=args)
+    assert ratio == getattr(args, model).lr_warmup_ratio > 0
+    assert openrlhf_expr(relpath, "init_model_from_pretrained", "scheduler_steps")(max_steps=123) == 123
 
 
 @pytest.mark.parametrize("script", RUNS)
 def test_steps_and_warmup(dry, script):
     args, out = dry(script)
     rows = RUNS[script][2]
-    steps_per_episode = math.ceil(rows / args.rollout.batch_size)  # 0.11 keeps each pass's partial last batch
+    # 0.11 keeps each pass's partial last batch (test_even_split.py runs OpenRLHF's SamplesGenerator for this count)
+    steps_per_episode = math.ceil(rows / args.rollout.batch_size)
     steps = steps_per_episode * args.train.num_episodes
     assert 189 <= steps < 189 + steps_per_episode  # TRAIN_STEPS, in whole episodes
-    assert warmup_steps(args, rows) == 10  # the paper's 10 warmup steps, for the actor ...
-    assert args.critic.lr_warmup_ratio == args.actor.lr_warmup_ratio  # ... and the critic
+    assert warmup_steps(args, rows) == warmup_steps(args, rows, "critic") == 10  # the paper's 10, for both models
     assert args.actor.lr_scheduler == args.critic.lr_scheduler == "constant_with_warmup"
     assert f"{rows} prompts = {steps_per_episode} steps per episode" in out
     if script == "train_math.8k.sh":  # LIM's history: 21 epochs, each one pass over MATH-8k
         assert args.train.num_episodes == 21 and steps == 189 >= 21 * 8
 
 
-@pytest.mark.parametrize("warmup", [1, 3, 10, 25])
+@pytest.mark.parametrize("warmup", [0, 1, 3, 10, 25])
 def test_warmup_ratio_gives_exactly_the_asked_steps(dry, warmup):
     args, _ = dry("train_math.8k.sh", LR_WARMUP_STEPS=warmup)
-    assert warmup_steps(args, 8523) == warmup
+    assert warmup_steps(args, 8523) == warmup_steps(args, 8523, "critic") == warmup
 
 
 @pytest.mark.parametrize("script", RUNS)
@@ -651,7 +705,8 @@ def test_slurm_example_runs_the_head_and_a_worker(data, tmp_path):
 
 # ---- Lint ----------------------------------------------------------------------------------------------------------
 
-SHELL_FILES = sorted(SCRIPTS.glob("*.sh")) + [SCRIPTS / "slurm_example.sbatch"]
+LIBRARY = SCRIPTS / "lib" / "launch.sh"  # sourced by train_common.sh: functions only
+SHELL_FILES = sorted(SCRIPTS.glob("*.sh")) + [SCRIPTS / "slurm_example.sbatch", LIBRARY]
 
 
 @pytest.mark.parametrize("path", SHELL_FILES, ids=lambda p: p.name)
@@ -660,7 +715,18 @@ def test_bash_syntax(path):
     assert r.returncode == 0, r.stderr
     text = path.read_text()
     assert text.startswith("#!/usr/bin/env bash\n#") or text.startswith("#!/bin/bash\n#")  # a run-command header
-    assert "set -euo pipefail" in text and "path/to" not in text
+    assert ("set -euo pipefail" in text or path == LIBRARY) and "path/to" not in text
+
+
+def test_the_launch_library_defines_functions_only():
+    """Sourcing scripts/lib/launch.sh runs nothing and sets no variable; train_common.sh calls functions it defines."""
+    probe = 'before=; before=$(compgen -v | sort); source "$1"; [[ $(compgen -v | sort) == "$before" ]] && declare -F'
+    r = subprocess.run(["bash", "-c", probe, "probe", str(LIBRARY)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    defined = {line.split()[-1] for line in r.stdout.splitlines()}
+    launch = (SCRIPTS / "train_common.sh").read_text().split("# ---- The launch ----")[1]
+    called = {line.split()[0] for line in launch.splitlines() if line.strip()[:1].isalpha()} - {"if", "fi", "exit"}
+    assert "join_head" in called and called <= defined and "apply_preset" in defined, called - defined
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
