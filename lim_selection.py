@@ -861,7 +861,8 @@ def load_inputs(args, prompts: list[dict] | None) -> tuple[dict, dict]:
         info.update({k: tally[k] for k in ("samples", "after_max_epochs", "eval_rows_skipped", "torn_last_line")})
     info["prompts_seen"] = len(histories)
     if prompts is not None:
-        # step files pool a duplicated text's samples under its first id; the other id is not a candidate
+        # step files pool a duplicated text's samples under its first id; the other ids take its score after
+        # scoring (spread_text_scores), so that the text counts once in the average curve
         pooled = duplicates if info["format"] == "step files" else {}
         empty = [None] * args.max_epochs
         histories = {it["id"]: histories.get(it["id"], empty) for it in prompts if it["id"] not in pooled}

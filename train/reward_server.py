@@ -271,8 +271,7 @@ async def grade_unless_gone(pool: GradingPool, samples: list[Sample], receive) -
 
 
 def create_app(pool: GradingPool, recorder: Recorder, token: str | None, limits: Limits | None = None):
-    # fastapi is imported here, not at the top, so that reward_func.py can reuse the request core above
-    # without the web stack
+    # fastapi is imported here, not at the top, so that the module's other parts load without the web stack
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
