@@ -39,9 +39,9 @@ Where we depart from the original script (GAIR-NLP/LIMR lim/lim_selection.py), a
   - An epoch in which a prompt was not sampled takes the next epoch's value, in one pass, as the original does; a
     prompt that still has a hole (2+ missing epochs in a row, or missing from the last epoch) is not scored, and
     the report counts it by reason instead of dropping it silently.
-  - Prompt texts are stripped on both sides of the match (the original stripped one side: KeyError).
-  - One MATH-8k text has two ids. Step files cannot tell their samples apart, so they are pooled under the first
-    id and the second is reported as a duplicate and not selected (the original selected both rows).
+  - Prompt texts are stripped on both sides of the match (the original stripped one side: KeyError). A text listed
+    under two ids (one in MATH-8k) keeps the original's meaning where the input names prompts by text: one history,
+    counted once in the average curve, whose score and selection are both ids' (limr/dataset.py, the join rule).
   - An average curve of all 1s (every prompt always solved) makes the denominator 0: every score is then 1.
   - Missing step files, bad records and unknown prompts stop with one clear line; every output is written or
     none is, and none may replace an input.
@@ -64,7 +64,17 @@ from pathlib import Path
 from tqdm import tqdm
 
 from limr.cli import float_in, int_in, refuse_overwriting_inputs, refuse_unwritable_outputs, same_file
-from limr.dataset import openrlhf_path, write_prompt_files
+from limr.dataset import (
+    first_id_of,
+    ids_by_text,
+    load_prompts,
+    load_scores,
+    openrlhf_path,
+    scores_by_id,
+    select_by_score,
+    spread_by_text,
+    write_prompt_files,
+)
 from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, read_json, write_json
 from limr.paper import LINEAR_THETA, MAX_EPOCHS, STEPS_PER_EPOCH, THETA
 from limr.stability import epochs_to_reach, jaccard, stability_rows
@@ -81,31 +91,6 @@ EPOCHS_LIMIT, STEPS_LIMIT = 1_000, 1_000_000
 # ---------------------------------------------------------------------------------------------------------------
 # 1. Inputs: prompts, then per-prompt per-epoch sample counts from a rollout log or step files
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def read_prompts(path: str) -> list[dict]:
-    """The paper's prompt file: a JSON list of {"id", "prompt", "answer", "source"}."""
-    items = read_json(path)
-    if not isinstance(items, list):
-        raise DataError(f"{path}: expected a JSON list of prompts, got {type(items).__name__}")
-    seen = set()
-    for n, it in enumerate(items):
-        if not isinstance(it, dict) or not all(isinstance(it.get(k), str) for k in ("id", "prompt", "answer")):
-            raise DataError(f"{path}: item {n} needs string fields 'id', 'prompt' and 'answer'")
-        if it["id"] in seen:
-            raise DataError(f"{path}: id {it['id']!r} appears twice")
-        seen.add(it["id"])
-    return items
-
-
-def index_by_text(prompts: list[dict]) -> tuple[dict[str, str], dict[str, str]]:
-    """Stripped prompt text -> id, and {duplicate id: id of the first row with the same text}."""
-    by_text, duplicates = {}, {}
-    for it in prompts:
-        first = by_text.setdefault(it["prompt"].strip(), it["id"])
-        if first != it["id"]:
-            duplicates[it["id"]] = first
-    return by_text, duplicates
 
 
 def new_tally(known: set | None, num_epochs: int) -> dict:
@@ -460,34 +445,6 @@ def load_accuracy(path: str) -> dict[str, list[float | None]]:
     return data
 
 
-def load_scores(path: str, prompts: list[dict] | None, by_text: dict) -> dict[str, float]:
-    """A saved scores file [{"prompt" and/or "id", "score"}] -> {id: score}; rows without an id join by text."""
-    rows = read_json(path)
-    if not isinstance(rows, list):
-        raise DataError(f"{path}: expected a JSON list of {{'prompt', 'score'}} rows")
-    known = None if prompts is None else {it["id"] for it in prompts}
-    scores = {}
-    for n, row in enumerate(rows):
-        if not isinstance(row, dict) or not is_number(row.get("score")):
-            raise DataError(f"{path}: row {n} needs a numeric 'score'")
-        if isinstance(row.get("id"), str):
-            pid = row["id"]
-            if known is not None and pid not in known:
-                raise DataError(f"{path}: row {n}: id {pid!r} is not in the prompt file")
-        elif isinstance(row.get("prompt"), str):
-            if prompts is None:
-                raise DataError(f"{path}: rows carry prompt texts, not ids: pass --original_prompts_path")
-            pid = by_text.get(row["prompt"].strip())
-            if pid is None:
-                raise DataError(f"{path}: row {n}: prompt not in the prompt file: {row['prompt'][:80]!r}")
-        else:
-            raise DataError(f"{path}: row {n} needs an 'id' or a 'prompt'")
-        if pid in scores:
-            raise DataError(f"{path}: two rows score prompt {pid!r}")
-        scores[pid] = float(row["score"])
-    return scores
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # 2. Histories: fill the holes as the original does, keep the complete ones
 # ---------------------------------------------------------------------------------------------------------------
@@ -603,24 +560,12 @@ def passrate_select(passrates: dict[str, float], k: int) -> list[str]:
     """The k prompts of 0 < p < 1 with the highest p(1-p) (solved about half the time), in input order; prompts the
     model never or always solves give no learning signal and are never taken."""
     candidates = {pid: p * (1 - p) for pid, p in passrates.items() if 0 < p < 1}
-    return select(candidates, k=k)
+    return select_by_score(candidates, k=k)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # 4. Selection
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def select(scores: dict[str, float], theta: float | None = None, k: int | None = None) -> list[str]:
-    """Ids with score >= theta, or the k best (ties kept in input order); in input order either way.
-
-    >= and not the paper's >: on the released scores.json, >= 0.6 gives exactly the 1,389 LIMR prompts, > gives 1,324.
-    """
-    if k is not None:
-        chosen = set(sorted(scores, key=lambda pid: -scores[pid])[:k])
-    else:
-        chosen = {pid for pid, s in scores.items() if s >= theta}
-    return [pid for pid in scores if pid in chosen]
 
 
 def threshold_sweep(complete: dict[str, list[float]]) -> list[dict]:
@@ -633,7 +578,7 @@ def threshold_sweep(complete: dict[str, list[float]]) -> list[dict]:
 
 def compare_methods(complete: dict, pool: list[str], k: int, seed: int) -> dict[str, list[str]]:
     """Every method's selection at the same size k."""
-    chosen = {name: select(scorer(complete), k=k) for name, scorer in SCORERS.items()}
+    chosen = {name: select_by_score(scorer(complete), k=k) for name, scorer in SCORERS.items()}
     chosen["rand"] = rand_select(pool, k, seed)
     return {name: chosen[name] for name in METHODS}
 
@@ -825,13 +770,13 @@ def plot_sweep(path: Path, rows: list[dict], scored: int):
     save_png(fig, path)
 
 
-def write_plots(args, complete, scores, chosen: set, cutoff, compared, stability=None, sweep=None) -> list:
+def write_plots(args, complete, scores, chosen: set, cutoff, compared, stability=None, sweep=None, r_avg=None) -> list:
     out = Path(args.output_path)
     if importlib.util.find_spec("matplotlib") is None:
         print("warning: matplotlib is not installed; no plots (pip install matplotlib, or pass --no_plots)")
         return []
     if scores and complete:
-        reference = linear_reference(args.max_epochs) if args.method == "linear" else mean_curve(complete)
+        reference = linear_reference(args.max_epochs) if args.method == "linear" else r_avg
         name = "linear reference" if args.method == "linear" else "average curve (r_avg)"
         plot_trajectories(side_path(out, "trajectories.png"), complete, reference, scores, chosen, name)
     if scores:
@@ -890,7 +835,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_inputs(args, prompts: list[dict] | None) -> tuple[dict, dict]:
     """The accuracy histories of every candidate prompt (prompt-file order when there is one) and input counts."""
-    by_text, duplicates = index_by_text(prompts) if prompts is not None else ({}, {})
+    duplicates = shared_texts(prompts)
     known = None if prompts is None else {it["id"] for it in prompts}
     info = {"format": "accuracy history" if args.accuracy_path else None, "duplicate_ids": duplicates}
     if args.accuracy_path:
@@ -904,6 +849,7 @@ def load_inputs(args, prompts: list[dict] | None) -> tuple[dict, dict]:
         if path.is_dir():
             if prompts is None:
                 raise DataError("step files name prompts by text: pass --original_prompts_path")
+            by_text = {text: ids[0] for text, ids in ids_by_text(prompts).items()}  # a text's samples: its first id
             tally = scan_step_files(path, by_text, args.steps_per_epoch, args.max_epochs)
             info["format"] = "step files"
         elif path.is_file():
@@ -915,7 +861,8 @@ def load_inputs(args, prompts: list[dict] | None) -> tuple[dict, dict]:
         info.update({k: tally[k] for k in ("samples", "after_max_epochs", "eval_rows_skipped", "torn_last_line")})
     info["prompts_seen"] = len(histories)
     if prompts is not None:
-        # step files pool a duplicated text's samples under its first id; the other id is not a candidate
+        # step files pool a duplicated text's samples under its first id; the other ids take its score after
+        # scoring (spread_text_scores), so that the text counts once in the average curve
         pooled = duplicates if info["format"] == "step files" else {}
         empty = [None] * args.max_epochs
         histories = {it["id"]: histories.get(it["id"], empty) for it in prompts if it["id"] not in pooled}
@@ -930,28 +877,35 @@ def score_and_select(args, histories: dict, pool: list[str]) -> dict:
         raise DataError(f"no prompt has a complete {args.max_epochs}-epoch history (mostly: {reasons[0][0]})")
     lim = lim_scores(complete)
     theta = args.similarity_threshold
-    k = args.num_samples or len(select(lim, theta if theta is not None else THETA))
+    k = args.num_samples or len(select_by_score(lim, theta if theta is not None else THETA))
     scores, cutoff = None, None
     if args.method == "rand":
         selected = rand_select(pool, k, args.seed)
     else:
         scores = lim if args.method == "lim" else SCORERS[args.method](complete)
         if args.num_samples or args.method in ("variance", "learnability", "dapo"):
-            selected = select(scores, k=k)
+            selected = select_by_score(scores, k=k)
         else:
             cutoff = theta if theta is not None else (LINEAR_THETA if args.method == "linear" else THETA)
-            selected = select(scores, cutoff)
-    at_defaults = {f"lim >= {THETA}": len(select(lim, THETA))}
-    at_defaults[f"linear >= {LINEAR_THETA}"] = len(select(linear_scores(complete), LINEAR_THETA))
+            selected = select_by_score(scores, cutoff)
+    at_defaults = {f"lim >= {THETA}": len(select_by_score(lim, THETA))}
+    at_defaults[f"linear >= {LINEAR_THETA}"] = len(select_by_score(linear_scores(complete), LINEAR_THETA))
     return {"complete": complete, "dropped": dropped, "scores": scores, "selected": selected, "cutoff": cutoff,
             "k": k, "at_default_thresholds": at_defaults, "mean_curve": mean_curve(complete)}  # fmt: skip
 
 
+def spread_text_scores(result: dict, prompts: list[dict]) -> dict:
+    """Step files: a text's samples were scored once, under its first id (it counts once in the average curve, as
+    in the original); its history, score and selection now go to every id listed with it (limr.dataset's join)."""
+    chosen = set(result["selected"])
+    result["scores"] = spread_by_text(result["scores"], prompts)
+    result["selected"] = list(spread_by_text({pid: pid for pid in chosen}, prompts))
+    result["complete"] = spread_by_text(result["complete"], prompts)
+    return result["complete"]
+
+
 def build_report(args, info: dict, result: dict, n_prompts: int | None, compared: dict | None) -> dict:
     dropped = Counter(result["dropped"].values()) if "dropped" in result else Counter()
-    if info.get("format") == "step files":
-        for first in info["duplicate_ids"].values():
-            dropped[f"same prompt text as {first} (samples pooled there)"] += 1
     inputs = ("train_samples_path", "accuracy_path", "scores_path", "passrate_path", "original_prompts_path")
     params = ("steps_per_epoch", "max_epochs", "similarity_threshold", "num_samples", "seed")
     report = {
@@ -1007,7 +961,7 @@ def run_stability(args, complete: dict, result: dict) -> list[dict]:
         raise DataError(f"--stability with {args.method} needs --max_epochs >= {first}")
     with tqdm(total=args.max_epochs - first + 1, desc="stability (epochs)", disable=None) as bar:
         return stability_rows(
-            complete, scorer, select, result["cutoff"], len(result["selected"]), first, lambda: bar.update()
+            complete, scorer, select_by_score, result["cutoff"], len(result["selected"]), first, lambda: bar.update()
         )
 
 
@@ -1052,14 +1006,24 @@ def select_from_scores(args, prompts: list[dict] | None) -> tuple[dict, dict]:
     """--scores_path: the threshold (or top K) over saved scores, in prompt-file order like the release's limr.json."""
     if args.method != "lim" or args.compare:
         raise DataError("--scores_path selects from saved scores: only --method lim, without --compare")
-    by_text, duplicates = index_by_text(prompts) if prompts is not None else ({}, {})
-    scores = load_scores(args.scores_path, prompts, by_text)
-    if prompts is not None:
-        scores = {it["id"]: scores[it["id"]] for it in prompts if it["id"] in scores}
+    scores = read_scores(args.scores_path, prompts)
     cutoff = None if args.num_samples else (THETA if args.similarity_threshold is None else args.similarity_threshold)
-    selected = select(scores, cutoff, args.num_samples)
-    info = {"prompts_seen": len(scores), "duplicate_ids": duplicates}
+    selected = select_by_score(scores, cutoff, args.num_samples)
+    info = {"prompts_seen": len(scores), "duplicate_ids": shared_texts(prompts)}
     return {"scores": scores, "selected": selected, "cutoff": cutoff}, info
+
+
+def read_scores(path: str, prompts: list[dict] | None) -> dict[str, float]:
+    """A saved scores file as {id: score}, joined to the prompt file by limr.dataset's rule."""
+    rows = load_scores(path)
+    if prompts is None and any("id" not in row for row in rows):
+        raise DataError(f"{path}: rows carry prompt texts, not ids: pass --original_prompts_path")
+    return scores_by_id(Path(path).name, rows, prompts, "the prompt file")
+
+
+def shared_texts(prompts: list[dict] | None) -> dict[str, str]:
+    """{id: the first id listed with the same prompt text}, for every id that is not the first (limr.dataset)."""
+    return {pid: first for pid, first in first_id_of(prompts or []).items() if pid != first}
 
 
 def check_method_inputs(args) -> None:
@@ -1086,12 +1050,12 @@ def lim_count(args, prompts: list[dict]) -> int:
     """How many prompts LIM keeps at --similarity_threshold (default 0.6) on the given history or saved scores."""
     theta = THETA if args.similarity_threshold is None else args.similarity_threshold
     if args.scores_path:
-        return len(select(load_scores(args.scores_path, prompts, index_by_text(prompts)[0]), theta))
+        return len(select_by_score(read_scores(args.scores_path, prompts), theta))
     histories, _ = load_inputs(args, prompts)
     complete, _ = complete_histories(histories, args.max_epochs)
     if not complete:
         raise DataError(f"no prompt has a complete {args.max_epochs}-epoch history: cannot count LIM's selection")
-    return len(select(lim_scores(complete), theta))
+    return len(select_by_score(lim_scores(complete), theta))
 
 
 def select_by_passrate(args, prompts: list[dict]) -> tuple[dict, dict]:
@@ -1131,7 +1095,7 @@ def run(args) -> None:
         raise DataError("--stability needs accuracy histories and a scoring method (not --scores_path, not rand)")
     refuse_overwriting_inputs(inputs, output_paths(args))  # before anything is read: a log is days of GPU time
     refuse_unwritable_outputs(output_paths(args))
-    prompts = read_prompts(args.original_prompts_path) if args.original_prompts_path else None
+    prompts = load_prompts(args.original_prompts_path) if args.original_prompts_path else None
     complete, compared, stability, sweep = None, None, None, None
     if args.method == "passrate":
         result, info = select_by_passrate(args, prompts)
@@ -1148,6 +1112,8 @@ def run(args) -> None:
             stability = run_stability(args, complete, result)
         if args.sweep:
             sweep = threshold_sweep(complete)
+        if info["format"] == "step files" and result["scores"] is not None:
+            complete = spread_text_scores(result, prompts)
     report = build_report(args, info, result, None if prompts is None else len(prompts), compared)
     if stability is not None:
         report["stability"] = stability_summary(stability, args.max_epochs)
@@ -1175,6 +1141,7 @@ def run(args) -> None:
                     compared,
                     stability,
                     sweep,
+                    result.get("mean_curve"),  # over the scored prompts (texts, for step files)
                 )
     except OSError as e:
         raise DataError(f"cannot write the outputs, none written: {e}") from None

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from limr.dataset import encode_label
 from limr.pool import GradingPool
+from limr.request import make_sample
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER = REPO / "train" / "reward_server.py"
@@ -161,22 +162,13 @@ def keepalive_call(url: str, session):
     return call
 
 
-def direct_call(pool: GradingPool, core):
+def direct_call(pool: GradingPool):
     async def call(req):
         query, prompt, label = req
-        sample = core.make_sample(query, prompt, label)
+        sample = make_sample(query, prompt, label)
         await asyncio.wrap_future(pool.submit(sample.response, sample.answer))
 
     return call
-
-
-def load_server_core():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("reward_server", SERVER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -202,12 +194,12 @@ async def measure(name: str, call, requests: list, args, rate: float | None, ser
     return row
 
 
-async def bench(args, pool, core, url, server_pid: int) -> list[dict]:
+async def bench(args, pool, url, server_pid: int) -> list[dict]:
     import aiohttp
 
     saturated = make_requests(args.requests, seed=1)
     paced = make_requests(args.paced_requests, seed=2)
-    server, direct, floor = openrlhf_call(url), direct_call(pool, core), empty_call(url)
+    server, direct, floor = openrlhf_call(url), direct_call(pool), empty_call(url)
     print(f"\n{args.clients} clients, {pool.workers} grading workers on both sides, {os.cpu_count()} CPU cores\n")
     print("| phase | requests | req/s | p50 ms | p99 ms | server CPU ms/req |\n|---|---|---|---|---|---|")
     rows = [
@@ -231,14 +223,13 @@ def main(argv=None) -> int:
     p.add_argument("--clients", type=int, default=64)
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="grading processes, on each side")
     args = p.parse_args(argv)
-    core = load_server_core()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "rollouts.jsonl"
         proc, url = start_server(log, args.workers, samples_per_step=8192)
         try:
             with GradingPool(workers=args.workers) as pool:
                 asyncio.run(wait_healthy(url))
-                rows = asyncio.run(bench(args, pool, core, url, proc.pid))
+                rows = asyncio.run(bench(args, pool, url, proc.pid))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)

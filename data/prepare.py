@@ -29,12 +29,12 @@ from tqdm import tqdm
 from limr.cli import refuse_overwriting_inputs, refuse_unwritable_outputs
 from limr.dataset import (
     Warn,
-    check_scored,
     check_subset,
     load_benchmark,
     load_eval_config,
     load_prompts,
     load_scores,
+    scores_by_id,
     select_by_score,
     write_prompt_files,
 )
@@ -114,14 +114,15 @@ def verify_release(src: Path) -> None:
 
 
 def load_limr(
-    src: Path, math8k: list[dict], scores: list[dict], warn: Warn, strict: bool, verify: bool = False
+    src: Path, math8k: list[dict], scores: dict[str, float], warn: Warn, strict: bool, verify: bool = False
 ) -> tuple[list[dict], str]:
     """The LIMR subset as MATH-8k rows: from limr.json when the folder has one, else rebuilt from the scores.
 
     limr.json has no pinned hash (the release ships an Arrow folder): verified, it must be exactly the subset that
     the verified scores.json selects.
     """
-    selected = select_by_score(scores, math8k, THETA)
+    by_id = {row["id"]: row for row in math8k}
+    selected = [by_id[pid] for pid in select_by_score(scores, THETA)]
     if not (src / "limr.json").exists():
         return selected, f"rebuilt: scores.json >= {THETA}"
     given = load_prompts(src / "limr.json", warn=warn, strict=strict)
@@ -153,8 +154,8 @@ def load_release(src: Path, warn: Warn, strict: bool = False, verify: bool = Fal
     kw = {"warn": warn, "strict": strict}
     math8k = load_prompts(src / "math8k.json", **kw)
     scores = load_scores(src / "scores.json", **kw)
-    check_scored("scores.json", scores, math8k, "math8k.json")
-    limr, limr_note = load_limr(src, math8k, scores, warn, strict, verify)
+    scored = scores_by_id("scores.json", scores, math8k, "math8k.json")
+    limr, limr_note = load_limr(src, math8k, scored, warn, strict, verify)
     data = {
         "math8k.json": math8k,
         "limr.json": limr,

@@ -8,7 +8,8 @@ gold answer without parsing chat templates; split "eval" marks validation rows, 
 
 The loaders below read the release files (prompt files, scores, benchmarks, eval config) and check them,
 raising DataError with a one-line message on anything the pipeline cannot use and reporting through `warn`
-what it can use but a reader should know about (empty answers, one question under two ids).
+what it can use but a reader should know about (empty answers, one question under two ids). Last come the join of
+prompt texts to ids and the selection by score, shared by data/prepare.py and lim_selection.py.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from limr.jsonio import DataError, is_number, iter_jsonl, read_json, write_json, write_jsonl
-from limr.paper import SYSTEM_PROMPT, THETA
+from limr.paper import SYSTEM_PROMPT
 
 SPLITS = ("train", "eval")
 
@@ -80,6 +81,7 @@ def write_prompt_files(prompt_json: str | os.PathLike, items: Iterable[dict], sp
 # (data/prepare.py) can validate every input before it writes any output.
 
 PROMPT_FIELDS = ("id", "prompt", "answer", "source")
+SCORE_FIELDS = ("id", "prompt", "score")
 BENCHMARK_FIELDS = ("id", "question", "answer")
 Warn = Callable[[str], None]
 
@@ -163,12 +165,9 @@ def check_ids(name: str, rows: list[dict], repeats_ok: bool = False, warn: Warn 
 
 
 def check_texts(name: str, rows: list[dict], key: str = "prompt", warn: Warn = warn_stderr) -> None:
-    """The same question under two ids is kept (the paper trained on both) but never merged silently."""
-    by_text: dict[str, list[str]] = defaultdict(list)
-    for row in rows:
-        if row["id"] not in by_text[row[key]]:
-            by_text[row[key]].append(row["id"])
-    for text, ids in by_text.items():
+    """The same question under two ids is kept (the paper trained on both) but never merged silently: the join
+    rule (below, before `ids_by_text`) says what such a text means to a selection."""
+    for text, ids in ids_by_text(rows, key).items():
         if len(ids) > 1:
             warn(
                 f"{name}: the same {key} appears under {len(ids)} ids ({_ids(ids)}): kept, not merged {_preview(text)}"
@@ -198,26 +197,21 @@ def load_prompts(
 
 
 def load_scores(path: str | os.PathLike, warn: Warn = warn_stderr, strict: bool = False) -> list[dict]:
-    """Read and check a scores file: {prompt, score} rows (an id may be added), one per prompt, finite scores."""
+    """Read and check a scores file: rows {"id" and/or "prompt", "score"} with finite scores.
+
+    The release's scores.json names prompts by text; lim_selection.py's scores output adds the id. Which prompt-file
+    rows a row scores is decided by `scores_by_id` (the join below), which also refuses a prompt scored twice.
+    """
     name = Path(path).name
-    rows = check_rows(name, read_json(path), ("prompt", "score"), ("id",), ("prompt", "id"), warn=warn, strict=strict)
-    seen: dict[str, int] = {}
+    rows = check_rows(name, read_json(path), (), SCORE_FIELDS, ("prompt", "id"), warn=warn, strict=strict)
     for i, row in enumerate(rows):
-        score = row["score"]
-        if not is_number(score):
-            raise DataError(f"{name}: row {i}: 'score' must be a finite number, got {score!r:.40}")
-        j = seen.setdefault(row["prompt"], i)
-        if j != i:
-            raise DataError(f"{name}: rows {j} and {i} score the same prompt {_preview(row['prompt'])}")
-    return [{f: row[f] for f in ("id", "prompt", "score") if f in row} for row in rows]
-
-
-def check_scored(name: str, scores: list[dict], prompts: list[dict], prompts_name: str) -> None:
-    """Scores are keyed by prompt text, so each must match a prompt exactly, or the selection drops it silently."""
-    texts = {row["prompt"] for row in prompts}
-    unknown = [row["prompt"] for row in scores if row["prompt"] not in texts]
-    if unknown:
-        raise DataError(f"{name}: {len(unknown)} prompts are not in {prompts_name} (first: {_preview(unknown[0])})")
+        if "score" not in row:
+            raise DataError(f"{name}: row {i} needs a numeric 'score'")
+        if not is_number(row["score"]):
+            raise DataError(f"{name}: row {i}: 'score' must be a finite number, got {row['score']!r:.40}")
+        if "id" not in row and "prompt" not in row:
+            raise DataError(f"{name}: row {i} has no field 'prompt' or 'id'")
+    return [{f: row[f] for f in SCORE_FIELDS if f in row} for row in rows]
 
 
 def load_benchmark(path: str | os.PathLike, warn: Warn = warn_stderr, strict: bool = False) -> list[dict]:
@@ -272,11 +266,75 @@ def check_subset(name: str, subset: list[dict], full: list[dict], full_name: str
     return [by_id[row["id"]] for row in subset]
 
 
-def select_by_score(scores: list[dict], prompts: list[dict], theta: float = THETA) -> list[dict]:
-    """The prompts whose LIM score is >= theta, in prompt-file order, joined by prompt text as the release does.
+# ---- The prompt-text join, and selection by score ----------------------------------------------------------------
+# An id names one row of a prompt file; a text names every row listed with it (stripped, as the original stripped
+# its step files' side). MATH-8k lists one question under two ids, and the paper trained on both rows. Whatever an
+# input keys by text (the fork's step files, a scores file of texts such as the release's) holds one value for the
+# text, and that value is every listed id's: the original's last step keeps every prompt-file row whose text it
+# selected (GAIR-NLP/LIMR lim/lim_selection.py, `sample['prompt'] in selected_prompts`), so both rows go together.
+# Whatever an input keys by id (our rollout log, accuracy histories, scores rows with an id) is that id's alone:
+# the reward server logs the two rows apart.
 
-    `>=`, not the paper's `>`: only `>=` gives the released 1,389 (`>` gives 1,324). A prompt text that appears
-    under two ids selects both.
+
+def ids_by_text(rows: list[dict], key: str = "prompt") -> dict[str, list[str]]:
+    """Stripped text -> the ids listed with it, in file order (an id repeated as an identical row counts once)."""
+    by_text: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        ids = by_text[row[key].strip()]
+        if row["id"] not in ids:
+            ids.append(row["id"])
+    return dict(by_text)
+
+
+def first_id_of(prompts: list[dict]) -> dict[str, str]:
+    """Each id -> the first id listed with its text: where an input keyed by text holds the text's value."""
+    return {pid: ids[0] for ids in ids_by_text(prompts).values() for pid in ids}
+
+
+def spread_by_text(values: dict, prompts: list[dict]) -> dict:
+    """Values held under each text's first id, given to every id of the text; in prompt-file order."""
+    first = first_id_of(prompts)
+    return {row["id"]: values[first[row["id"]]] for row in prompts if first[row["id"]] in values}
+
+
+def scores_by_id(name: str, rows: list[dict], prompts: list[dict] | None, prompts_name: str) -> dict[str, float]:
+    """{id: score} of a scores file's rows (load_scores), in prompt-file order when there is a prompt file.
+
+    A row with an id scores that id; a row of a text scores every id of the text (the join rule above). Unknown ids
+    and texts, and a prompt scored by two rows, are errors: a selection would drop or pick them silently.
     """
-    keep = {row["prompt"] for row in scores if row["score"] >= theta}
-    return [row for row in prompts if row["prompt"] in keep]
+    by_text = {} if prompts is None else ids_by_text(prompts)
+    known = None if prompts is None else {row["id"] for row in prompts}
+    scored: dict[str, tuple[int, float]] = {}
+    unknown_ids, unknown_texts = [], []
+    for i, row in enumerate(rows):
+        if "id" in row:
+            ids = [row["id"]] if known is None or row["id"] in known else []
+            unknown_ids += [] if ids else [row["id"]]
+        else:
+            ids = by_text.get(row["prompt"].strip(), [])
+            unknown_texts += [] if ids else [row["prompt"]]
+        for pid in ids:
+            j = scored.setdefault(pid, (i, float(row["score"])))[0]
+            if j != i:
+                raise DataError(f"{name}: rows {j} and {i} score the same prompt {pid!r}")
+    if unknown_texts:
+        first = _preview(unknown_texts[0])
+        raise DataError(f"{name}: {len(unknown_texts)} prompts are not in {prompts_name} (first: {first})")
+    if unknown_ids:
+        raise DataError(f"{name}: {len(unknown_ids)} ids are not in {prompts_name} (first: {unknown_ids[0]!r})")
+    order = scored if prompts is None else (row["id"] for row in prompts if row["id"] in scored)
+    return {pid: scored[pid][1] for pid in order}
+
+
+def select_by_score(scores: dict[str, float], theta: float | None = None, k: int | None = None) -> list[str]:
+    """Ids with score >= theta, or the k best (ties kept in input order); in input order either way.
+
+    `>=`, not the paper's `s_i > θ` (§2.2): the original script keeps `>=`, and only `>=` gives the released 1,389
+    LIMR prompts from its scores.json at θ = 0.6 (`>` gives 1,324).
+    """
+    if k is not None:
+        chosen = set(sorted(scores, key=lambda pid: -scores[pid])[:k])
+    else:
+        chosen = {pid for pid, s in scores.items() if s >= theta}
+    return [pid for pid in scores if pid in chosen]

@@ -51,7 +51,7 @@ def chance_jaccard(size: int, n: int) -> float:
 
 
 Scorer = Callable[[dict[str, list[float]]], dict[str, float]]
-Selector = Callable[..., list[str]]  # select(scores, theta=None, k=None) -> ids
+Selector = Callable[..., list[str]]  # limr.dataset.select_by_score(scores, theta=None, k=None) -> ids
 
 
 def stability_rows(

@@ -7,7 +7,6 @@ import pytest
 from limr.dataset import (
     check_ids,
     check_rows,
-    check_scored,
     check_subset,
     check_texts,
     decode_label,
@@ -16,7 +15,9 @@ from limr.dataset import (
     load_prompts,
     load_scores,
     openrlhf_path,
+    scores_by_id,
     select_by_score,
+    spread_by_text,
     to_openrlhf_row,
     write_prompt_files,
 )
@@ -155,11 +156,8 @@ def test_load_prompts_warns_on_empty_answers(tmp_path):
         ([{"prompt": "x", "score": "0.7"}], "'score' must be a finite number, got '0.7'"),  # a string score
         ([{"prompt": "x", "score": True}], "'score' must be a finite number, got True"),  # bool is not a number here
         ([{"prompt": "x", "score": float("nan")}], "'score' must be a finite number, got nan"),  # NaN never compares
-        (
-            [{"prompt": "x", "score": 1}, {"prompt": "x", "score": 0}],
-            "rows 0 and 1 score the same prompt",
-        ),  # ambiguous
-        ([{"score": 0.7}], "row 0 has no field 'prompt'"),  # a score without its prompt
+        ([{"prompt": "x"}], "row 0 needs a numeric 'score'"),  # no score at all
+        ([{"score": 0.7}], "row 0 has no field 'prompt' or 'id'"),  # a score without its prompt
     ],
 )
 def test_load_scores_errors(tmp_path, scores, match):
@@ -176,18 +174,39 @@ def test_load_scores_keeps_only_known_fields(tmp_path):
     assert warnings == ["scores.json: unknown field(s) 'note' (1 rows): dropped"]
 
 
-def test_check_scored_needs_every_prompt():
-    with pytest.raises(DataError, match="scores.json: 1 prompts are not in m.json \\(first: 'y '\\)"):
-        check_scored(
-            "scores.json", [{"prompt": "x", "score": 1}, {"prompt": "y ", "score": 1}], [row("a", "x")], "m.json"
-        )
+@pytest.mark.parametrize(
+    "scores, match",
+    [
+        ([{"prompt": "x", "score": 1}, {"prompt": "y ", "score": 1}], "s.json: 1 prompts are not in m.json \\(first: 'y '\\)"),
+        ([{"id": "zz", "score": 1}], "s.json: 1 ids are not in m.json \\(first: 'zz'\\)"),  # an unknown id
+        ([{"prompt": "x", "score": 1}, {"prompt": " x", "score": 0}], "rows 0 and 1 score the same prompt 'a'"),
+        ([{"id": "a", "score": 1}, {"prompt": "x", "score": 0}], "rows 0 and 1 score the same prompt 'a'"),  # both ways
+    ],
+)  # fmt: skip
+def test_scores_by_id_errors(scores, match):
+    with pytest.raises(DataError, match=match):
+        scores_by_id("s.json", scores, [row("a", "x")], "m.json")
 
 
-def test_select_by_score_threshold_and_order():
-    prompts = [row("a", "p1"), row("b", "p2"), row("c", "p3"), row("d", "p2")]
-    scores = [{"prompt": "p3", "score": 0.9}, {"prompt": "p2", "score": 0.6}, {"prompt": "p1", "score": 0.5999}]
-    # 0.6 itself is kept (>=), 0.5999 is not; prompt-file order; a shared prompt text selects both of its ids
-    assert [r["id"] for r in select_by_score(scores, prompts, 0.6)] == ["b", "c", "d"]
+def test_scores_by_id_joins_ids_and_texts_in_prompt_order():
+    prompts = [row("a", "p1"), row("b", "p2"), row("c", "p3"), row("d", " p2\n")]
+    scores = [{"prompt": "p2", "score": 0.6}, {"id": "c", "prompt": "other", "score": 1}, {"prompt": "p1", "score": 0}]
+    # a text scores every id listed with it (stripped); an id scores only itself, whatever text the row carries
+    assert scores_by_id("s.json", scores, prompts, "m.json") == {"a": 0.0, "b": 0.6, "c": 1.0, "d": 0.6}
+    assert scores_by_id("s.json", [{"id": "z", "score": 2}], None, "-") == {"z": 2.0}  # no prompt file: ids as given
+
+
+def test_spread_by_text_gives_a_texts_value_to_each_of_its_ids():
+    prompts = [row("a", "same"), row("b", "other"), row("c", "same ")]
+    assert spread_by_text({"a": 1, "b": 2}, prompts) == {"a": 1, "b": 2, "c": 1}  # prompt-file order
+    assert spread_by_text({"b": 2}, prompts) == {"b": 2}
+
+
+def test_select_by_score_threshold_top_k_and_order():
+    scores = {"a": 0.6, "b": 0.9, "c": 0.5999, "d": 0.7}
+    assert select_by_score(scores, 0.6) == ["a", "b", "d"]  # 0.6 itself is kept (>=), 0.5999 is not; input order
+    assert select_by_score(scores, k=2) == ["b", "d"]
+    assert select_by_score({"a": 1.0, "b": 1.0, "c": 1.0}, k=2) == ["a", "b"]  # ties: input order
 
 
 def test_check_subset_returns_the_full_rows():
@@ -220,8 +239,8 @@ def test_release_scores_select_exactly_limr(shared_data):
     """The rebuild prepare.py uses when no limr.json is given reproduces the released subset, ids and order."""
     release = shared_data / "limr-release"
     math8k = load_prompts(release / "math8k.json", warn=lambda _: None)
-    selected = select_by_score(load_scores(release / "scores.json"), math8k)
-    assert [r["id"] for r in selected] == [r["id"] for r in read_json(release / "limr.json")]
+    scores = scores_by_id("scores.json", load_scores(release / "scores.json"), math8k, "math8k.json")
+    assert select_by_score(scores, 0.6) == [r["id"] for r in read_json(release / "limr.json")]
 
 
 # ---- limr.jsonio: all-or-nothing writes, and the JSONL reader's line numbers ---------------------------------------

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from limr.dataset import ids_by_text
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -104,7 +106,9 @@ def test_released_scores_select_exactly_limr(shared_data, tmp_path, capsys):
     scores = json.loads((rel / "scores.json").read_text())
     assert sum(r["score"] >= 0.6 for r in scores) == 1389 and sum(r["score"] > 0.6 for r in scores) == 1324
     saved = json.loads((tmp_path / "limr.scores.json").read_text())
-    assert len(saved) == 7935 and set(saved[0]) == {"id", "prompt", "score"}
+    assert set(saved[0]) == {"id", "prompt", "score"}
+    # the release's 7,935 scored texts, one of them MATH-8k's text under two ids: both rows take its score
+    assert len(saved) == 7936 and len({r["prompt"] for r in saved}) == 7935
 
 
 def test_lim_on_one_shot_rlvr_history_matches_the_formula(shared_data, tmp_path, capsys):
@@ -130,7 +134,7 @@ def test_lim_on_one_shot_rlvr_history_matches_the_formula(shared_data, tmp_path,
 def test_variance_ranks_like_one_shot_rlvr_std(shared_data):
     history = json.loads((shared_data / "one-shot-rlvr" / "acc_step_500.json").read_text())
     cut = {pid: h[:21] for pid, h in history.items()}
-    ours = lim.select(lim.variance_scores(cut), k=128)
+    ours = lim.select_by_score(lim.variance_scores(cut), k=128)
     by_std = sorted(cut, key=lambda pid: -statistics.pstdev(cut[pid]))[:128]  # their np.std ranking
     assert set(ours) == set(by_std)
 
@@ -201,13 +205,6 @@ def test_variance_and_learnability():
     complete = {"flat": [0.5, 0.5], "jump": [0.0, 1.0], "solved": [1.0, 1.0]}
     assert lim.variance_scores(complete) == {"flat": 0.0, "jump": 0.25, "solved": 0.0}
     assert lim.learnability_scores(complete) == {"flat": 0.25, "jump": 0.0, "solved": 0.0}
-
-
-def test_select_threshold_and_top_k():
-    scores = {"a": 0.6, "b": 0.9, "c": 0.59999, "d": 0.9}
-    assert lim.select(scores, 0.6) == ["a", "b", "d"]  # >= keeps the boundary, in input order
-    assert lim.select(scores, k=2) == ["b", "d"]
-    assert lim.select({"a": 1.0, "b": 1.0, "c": 1.0}, k=2) == ["a", "b"]  # ties: input order
 
 
 def test_rand_is_seeded_and_in_pool_order():
@@ -403,7 +400,7 @@ def reference_step_accuracy(folder: Path, prompts: Path, steps_per_epoch: int, e
 
 
 def read_steps(folder: Path, prompts: Path, steps_per_epoch=2, epochs=3) -> dict:
-    by_text, _ = lim.index_by_text(json.loads(prompts.read_text()))
+    by_text = {text: ids[0] for text, ids in ids_by_text(json.loads(prompts.read_text())).items()}
     return lim.epoch_accuracy(lim.scan_step_files(folder, by_text, steps_per_epoch, epochs), epochs)
 
 
@@ -457,23 +454,26 @@ def test_step_reader_table(tmp_path, monkeypatch, layout, what, chunk):
     assert read_steps(folder, prompts) == expected, what
 
 
-def test_duplicate_prompt_text_is_pooled_under_the_first_id(tmp_path, capsys):
-    prompts = prompt_file(tmp_path / "prompts.json", ["a", "b", "dup"], ["Same?", "Other?", "Same?"])
+def test_a_text_under_two_ids_is_scored_once_and_selected_with_both(tmp_path, capsys):
+    """The original's meaning (limr/dataset.py, the join rule): the step files pool the text's samples, it counts
+    once in the average curve, and both of its rows take its score and are selected together."""
+    prompts = prompt_file(tmp_path / "prompts.json", ["a", "b", "c", "dup"], ["Same?", "Other?", "Third?", "Same?"])
     folder = tmp_path / "steps"
     folder.mkdir()
+    rising = {1: [-0.5, -0.5], 2: [1.0, -0.5], 3: [1.0, 1.0]}  # accuracy 0, 1/2, 1
     for step in range(1, 4):
-        rows = [sample("Same?", 1.0), sample("Same?", -0.5), sample("Other?", float(step == 3))]
-        (folder / f"step_{step}.json").write_text(json.dumps(rows))
+        rows = [sample(text, r) for text in ("Same?", "Third?") for r in rising[step]]
+        (folder / f"step_{step}.json").write_text(json.dumps([*rows, sample("Other?", float(step == 1))]))
     out = tmp_path / "sel.json"
     rc, stdout, _ = run_cli(capsys, "--train_samples_path", folder, "--original_prompts_path", prompts,
                             "--output_path", out, "--steps_per_epoch", 1, "--max_epochs", 3, "--no_plots")  # fmt: skip
     assert rc == 0
     report = json.loads((tmp_path / "sel.report.json").read_text())
-    assert report["duplicate_prompt_texts"] == [{"ids": ["a", "dup"]}]
-    assert report["dropped"] == {"same prompt text as a (samples pooled there)": 1}
+    assert report["duplicate_prompt_texts"] == [{"ids": ["a", "dup"]}] and report["dropped"] == {}
+    assert report["mean_curve"] == pytest.approx([1 / 3, 1 / 3, 2 / 3])  # "Same?" counted once, not twice
     scores = {r["id"]: r["score"] for r in json.loads((tmp_path / "sel.scores.json").read_text())}
-    assert set(scores) == {"a", "b"}  # "dup" is never a candidate
-    assert "dup" not in {it["id"] for it in json.loads(out.read_text())}
+    assert scores == pytest.approx({"a": 0.75, "b": 0.0, "c": 0.75, "dup": 0.75}) and list(scores)[-1] == "dup"
+    assert [it["id"] for it in json.loads(out.read_text())] == ["a", "c", "dup"]
 
 
 # --- the command line ----------------------------------------------------------------------------------------------
@@ -570,17 +570,17 @@ BAD_INPUTS = [
     (
         ["--scores_path", "{d}/s.json", "--original_prompts_path", "{d}/p.json"],
         {"s.json": '[{"prompt": "y", "score": 1}]', "p.json": '[{"id": "a", "prompt": "x", "answer": "1"}]'},
-        "prompt not in the prompt file",
+        "1 prompts are not in the prompt file",
     ),  # fmt: skip
     (
         ["--scores_path", "{d}/s.json", "--original_prompts_path", "{d}/p.json"],
         {"s.json": "[]", "p.json": '{"a": 1}'},
-        "expected a JSON list of prompts",
+        "p.json: expected a JSON list of objects, got dict",
     ),  # fmt: skip
     (
         ["--scores_path", "{d}/s.json", "--original_prompts_path", "{d}/p.json"],
         {"s.json": "[]", "p.json": '[{"id": "a", "prompt": "x"}]'},
-        "needs string fields",
+        "p.json: row 0 has no field 'answer'",
     ),  # fmt: skip
     (
         ["--train_samples_path", "{d}/steps", "--original_prompts_path", "{d}/p.json"],

@@ -124,7 +124,7 @@ def test_size_is_lims_count_and_unevaluated_prompts_are_not_scored(tmp_path, cap
     # LIM on two epochs: the mean curve is (0.25, 0.5); a and c follow it closely (s >= 0.6), b and d do not
     accuracy = tmp_path / "acc.json"
     accuracy.write_text(json.dumps({"a": [0.25, 0.5], "b": [1.0, 0.0], "c": [0.0, 0.5], "d": [0.0, 1.0]}))
-    lim_keeps = len(lim.select(lim.lim_scores(json.loads(accuracy.read_text())), 0.6))
+    lim_keeps = len(lim.select_by_score(lim.lim_scores(json.loads(accuracy.read_text())), 0.6))
     assert lim_keeps == 2
     rates = bool_rows(tmp_path / "train.jsonl", {"a": [1, 0, 0, 0], "b": [1, 1, 0, 0], "c": [1, 1, 1, 0]})
     out = tmp_path / "sel.json"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from test_reward_server import END, ServerProcess, chat, chat_tokenizer, openrlhf_client, run_executor
 
+from limr import request
 from limr.dataset import encode_label
 from limr.paper import BAD_FORMAT, CORRECT, WRONG
 
@@ -77,6 +78,7 @@ def test_a_bad_label_raises_a_clear_error():
     spec = importlib.util.spec_from_file_location("reward_func_under_test", REWARD_FUNC)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    assert module.make_sample is request.make_sample  # the shared request core, imported as a package module
     label = '{"id": "a", "answer": "5", "split": "valid"}'
     with pytest.raises(ValueError, match=r"labels\[0\]: the label's split must be one of \('train', 'eval'\)"):
         module.reward_func([chat("q") + "\\boxed{5}" + END], [chat("q")], [label])

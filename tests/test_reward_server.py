@@ -1,7 +1,8 @@
-"""Tests of train/reward_server.py and limr/rollout_log.py: the request core as tables, the log writer (resume, torn
-lines, failed writes), and the real server as a process on 127.0.0.1 driven by OpenRLHF 0.11.2's own client
-(SingleTurnAgentExecutor), by bad requests, by 64 concurrent clients (20,000+ requests, read back by
-lim_selection.py), by kill -9 under load and a restart, and by SIGTERM under load.
+"""Tests of train/reward_server.py and limr/rollout_log.py (the request core, limr/request.py, is tested in
+tests/test_request.py): the log writer (resume, torn lines, failed writes), and the real server as a process on
+127.0.0.1 driven by OpenRLHF 0.11.2's own client (SingleTurnAgentExecutor), by bad requests, by 64 concurrent
+clients (20,000+ requests, read back by lim_selection.py), by kill -9 under load and a restart, and by SIGTERM
+under load.
 
 LIMR_LOAD_REQUESTS sets the load test's size (default 20,000 training requests plus 5% evaluation requests).
 """
@@ -24,16 +25,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from test_request import BAD_BODIES, END, P, _payload, chat
 
 from limr.dataset import encode_label
 from limr.jsonio import DataError
 from limr.paper import BAD_FORMAT, CORRECT, WRONG
 from limr.pool import Graded
+from limr.request import make_sample, prompt_hash
 from limr.rollout_log import RolloutLog, check_resume, find_duplicates, log_row, response_sha1, step_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "train" / "reward_server.py"
-END = "<|im_end|>"
 LOAD_REQUESTS = int(os.environ.get("LIMR_LOAD_REQUESTS", "20000"))
 CLIENTS = 64
 
@@ -50,110 +52,6 @@ def _load(name: str, path: Path):
 
 rs = _load("reward_server", SERVER)
 lim = _load("lim_selection", ROOT / "lim_selection.py")
-
-
-def chat(question: str) -> str:
-    """The chat-templated prompt OpenRLHF sends (Qwen's template, as --data.apply_chat_template renders it)."""
-    return f"<|im_start|>system\nPlease reason step by step.<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
-
-
-# ---- The request core ---------------------------------------------------------------------------------------------
-
-P = chat("What is 2+3?")
-
-
-@pytest.mark.parametrize(
-    "query, prompt, expected",
-    [
-        (P + "So \\boxed{5}" + END, P, (P, "So \\boxed{5}" + END, False)),  # the query starts with the prompt
-        (P[10:] + "ok" + END, P, (P[10:], "ok" + END, True)),  # the prompt cut on the left: after the assistant turn
-        ("<|im_start|>assistant\nA<|im_start|>assistant\nB", "zz", ("<|im_start|>assistant\nA<|im_start|>assistant\n", "B", True)),  # last turn
-        ("no template at all", "zz", ("", "no template at all", True)),  # nothing to split on: all of it
-        ("x\\boxed{1}", None, ("", "x\\boxed{1}", True)),  # no prompt sent
-        (P + "r", "", (P, "r", True)),  # an empty prompt: after the assistant turn
-    ],
-)  # fmt: skip
-def test_split_query(query, prompt, expected):
-    assert rs.split_query(query, prompt) == expected
-
-
-@pytest.mark.parametrize(
-    "label, expected_id, expected_answer, expected_split",
-    [
-        (encode_label("math-1", "\\frac{1}{2}"), "math-1", "\\frac{1}{2}", "train"),  # our label
-        (encode_label("aime-3", "204", "eval"), "aime-3", "204", "eval"),  # an evaluation row
-        ('{"id": 17, "answer": 5}', "17", "5", "train"),  # numbers in someone else's JSON label: as text
-        ('{"id": "", "answer": "5"}', rs.prompt_hash(P), "5", "train"),  # an empty id: keyed by the prompt
-        ("5", rs.prompt_hash(P), "5", "train"),  # a plain gold answer: keyed by a hash of the prompt
-        ("{not json", rs.prompt_hash(P), "{not json", "train"),  # broken JSON is a plain answer too
-    ],
-)
-def test_make_sample(label, expected_id, expected_answer, expected_split):
-    s = rs.make_sample(P + "\\boxed{5}" + END, P, label)
-    assert (s.prompt_id, s.answer, s.split, s.response, s.fallback) == (
-        expected_id, expected_answer, expected_split, "\\boxed{5}" + END, False)  # fmt: skip
-
-
-def test_prompt_hash_is_short_stable_and_strips():
-    h = rs.prompt_hash(P)
-    assert re.fullmatch(r"sha1:[0-9a-f]{16}", h)
-    assert rs.prompt_hash("  " + P + "\n") == h != rs.prompt_hash(chat("What is 2+4?"))
-    assert rs.prompt_hash("\ud800").startswith("sha1:")  # a lone surrogate (valid JSON) does not crash
-
-
-def _payload(**fields) -> bytes:
-    base = {"query": [P + "\\boxed{5}" + END], "prompts": [P], "labels": [encode_label("a", "5")]}
-    base.update(fields)
-    return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
-
-
-# (body, status, part of the message): what a bad request gets
-BAD_BODIES = [
-    (b'{"query": [', 400, "not valid JSON"),  # cut off
-    (b"\xff\xfe\x00{", 400, "not valid JSON"),  # not UTF-8 text
-    (b"[" * 100_000, 400, "RecursionError"),  # nested too deep for the parser
-    (b'{"query": [1' + b"0" * 5000 + b"]}", 400, "not valid JSON"),  # an integer too long to convert
-    (b"[]", 422, "expected a JSON object"),  # a list
-    (_payload(labels=...), 422, "'labels' must be a list of strings, got nothing"),  # no labels
-    (_payload(query="text"), 422, "'query' must be a list of strings, got str"),  # a string, not a list
-    (_payload(labels=[5]), 422, "'labels'[0] must be a string, got int"),  # a number as a label
-    (_payload(prompts=[{"a": 1}]), 422, "'prompts'[0] must be a string, got dict"),  # an object as a prompt
-    (_payload(labels=[encode_label("a", "5")] * 2), 422, "got 1, 1, 2"),  # lengths differ
-    (_payload(labels=['{"id": "a", "answer": "5", "split": "test"}']), 422, "labels[0]: the label's split"),
-    (
-        _payload(labels=['{"answer": ' + "[" * 100_000 + "]" * 100_000 + "}"]),
-        422,
-        "labels[0]: the label is JSON nested",
-    ),
-    (
-        _payload(query=["q"] * 1025, prompts=["p"] * 1025, labels=["5"] * 1025),
-        413,
-        "1025 samples in one request; at most 1024",
-    ),
-]
-
-
-@pytest.mark.parametrize("body, status, message", BAD_BODIES)
-def test_parse_payload_rejects(body, status, message):
-    with pytest.raises(rs.PayloadError) as e:
-        rs.parse_payload(body)
-    assert e.value.status == status and message in str(e.value)
-
-
-def test_parse_payload_accepts():
-    assert rs.parse_payload(_payload(query=[], prompts=[], labels=[])) == []  # empty lists: an empty reply
-    no_prompts = rs.parse_payload(_payload(prompts=...))  # prompts left out: split at the assistant turn
-    assert [(s.prompt_id, s.response, s.fallback) for s in no_prompts] == [("a", "\\boxed{5}" + END, True)]
-
-
-def test_reply_layout():
-    graded = [Graded(CORRECT, True, "5", None, 0.01), Graded(WRONG, False, None, None, 3.0, timed_out=True),
-              Graded(BAD_FORMAT, False, None, "no_box", 0.0)]  # fmt: skip
-    assert rs.reply(graded) == {
-        "rewards": [1.0, -0.5, -1.0],
-        "scores": [1.0, 0.0, 0.0],
-        "extra_logs": {"correct": [1.0, 0.0, 0.0], "format_error": [0.0, 0.0, 1.0], "timed_out": [0.0, 1.0, 0.0]},
-    }
 
 
 def _basic(user: str, password: str) -> str:
@@ -457,7 +355,7 @@ def test_openrlhf_client_end_to_end(tmp_path):
     train = read_log(log)
     assert [(r["step"], r["id"], r["reward"]) for r in train] == [
         (1, "m1", CORRECT), (1, "m1", WRONG), (2, "m2", CORRECT), (2, "m1", BAD_FORMAT),
-        (3, rs.prompt_hash(chat("Plain?")), CORRECT), (3, "m3", CORRECT)]  # fmt: skip
+        (3, prompt_hash(chat("Plain?")), CORRECT), (3, "m3", CORRECT)]  # fmt: skip
     first = "Add: $\\boxed{5}$." + END
     assert train[0] == {"step": 1, "id": "m1", "reward": 1.0, "correct": True, "response_length": len(first),
                         "extracted": "5", "format_error": None, "timed_out": False,
@@ -972,7 +870,7 @@ class _FailingLog(RolloutLog):
 def test_a_failed_eval_write_takes_back_the_training_lines(tmp_path):
     train, evals = RolloutLog(tmp_path / "r.jsonl"), _FailingLog(tmp_path / "r.eval.jsonl")
     recorder = rs.Recorder(train, evals, samples_per_step=4, store_responses=False)
-    samples = [rs.make_sample(P + "\\boxed{5}" + END, P, encode_label(pid, "5", split)) for pid, split in
+    samples = [make_sample(P + "\\boxed{5}" + END, P, encode_label(pid, "5", split)) for pid, split in
                [("t1", "train"), ("e1", "eval"), ("t2", "train")]]  # fmt: skip
     with pytest.raises(OSError):
         recorder.record(samples, [G] * 3)

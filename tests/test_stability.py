@@ -4,13 +4,8 @@ import math
 
 import pytest
 
+from limr.dataset import select_by_score as select  # what lim_selection.py passes
 from limr.stability import average_ranks, chance_jaccard, epochs_to_reach, jaccard, spearman, stability_rows
-
-
-def select(scores, theta=None, k=None):  # lim_selection.select's contract: input order, ties in input order
-    chosen = set(sorted(scores, key=lambda pid: -scores[pid])[:k]) if k is not None else {
-        p for p, s in scores.items() if s >= theta}  # fmt: skip
-    return [p for p in scores if p in chosen]
 
 
 def mean_scores(complete):

@@ -4,9 +4,13 @@
 
 OpenRLHF loads this file in every vLLM engine and calls `reward_func(queries, prompts, labels)` (one sample per
 call, from a thread). It returns what train/reward_server.py answers over HTTP, computed the same way (the same
-request core: response = query minus prompt, label -> id and gold answer), and grades in worker processes with the
-same hard per-response limit. It writes NO rollout log, so LIM cannot select from a run trained this way: use the
-reward server for the first (full-data) run, and this file where only the reward matters.
+request core, limr/request.py: response = query minus prompt, label -> id and gold answer), and grades in worker
+processes with the same hard per-response limit. It writes NO rollout log, so LIM cannot select from a run trained
+this way: use the reward server for the first (full-data) run, and this file where only the reward matters.
+
+OpenRLHF 0.11.2 loads the file by path (SingleTurnAgentExecutor in openrlhf/utils/agent.py: spec_from_file_location
+and exec_module), so its imports resolve on the engine's own sys.path: the `limr` package must be installed on
+every node, as requirements.txt does (`-e .[plot]`, step 3 of its install).
 
 Settings come from the environment of the engine processes (set them in Ray's runtime env), read at first call:
   LIMR_GRADER          default | limr (the release's reward, bug for bug)   [default]
@@ -15,28 +19,16 @@ Settings come from the environment of the engine processes (set them in Ray's ru
 
 import argparse
 import atexit
-import importlib.util
 import os
 import threading
-from pathlib import Path
 
 from limr.cli import int_in
 from limr.pool import GradingPool
+from limr.request import make_sample, reply
 
 WORKERS = 4  # per vLLM engine; grading one response takes ~1 ms, so a few keep up with generation
 
 
-def _load_request_core():
-    # train/ is a folder of scripts, not a package, and OpenRLHF imports this file by path: load the server's
-    # request core from beside it (it imports fastapi only when it serves, so this needs no web stack)
-    path = Path(__file__).resolve().with_name("reward_server.py")
-    spec = importlib.util.spec_from_file_location("limr_reward_server", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_core = _load_request_core()
 _pool: GradingPool | None = None
 _pool_lock = threading.Lock()
 
@@ -57,8 +49,8 @@ def _grading_pool() -> GradingPool:
 
 def reward_func(queries: list[str], prompts: list[str], labels: list[str]) -> dict:
     samples = [
-        _core.make_sample(q, p, label, f"labels[{i}]: ")
+        make_sample(q, p, label, f"labels[{i}]: ")
         for i, (q, p, label) in enumerate(zip(queries, prompts, labels, strict=True))
     ]
     graded = _grading_pool().map([(s.response, s.answer) for s in samples])
-    return _core.reply(graded)
+    return reply(graded)

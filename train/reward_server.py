@@ -7,7 +7,8 @@ OpenRLHF's vLLM engines POST one sample per request, `{"query": [q], "prompts": 
 query is the chat-templated prompt followed by the response (special tokens kept). The response is the query
 minus the prompt (if the query does not start with the prompt: the text after the last `<|im_start|>assistant\\n`,
 counted in /stats). The label, `{"id","answer","split"}` from data/prepare.py, gives the prompt id and gold answer;
-a plain-text label is the gold answer, and the id is then "sha1:" + 16 hex digits of the prompt text.
+a plain-text label is the gold answer, and the id is then "sha1:" + 16 hex digits of the prompt text. That request
+core (and the reply below) is limr/request.py, shared with train/reward_func.py.
 
 Each response is graded in a pool of worker processes (limr.pool: the event loop never blocks, and a response
 over the hard limit gets the wrong-answer reward and is counted), written to the rollout log (limr.rollout_log)
@@ -32,7 +33,6 @@ import argparse
 import asyncio
 import base64
 import binascii
-import hashlib
 import hmac
 import importlib.util
 import json
@@ -47,13 +47,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from limr.cli import float_in, int_in
-from limr.dataset import SPLITS, decode_label
 from limr.grader import MODES
 from limr.jsonio import DataError
 from limr.pool import HARD_LIMIT_S, GradingPool
+from limr.request import PayloadError, Sample, parse_payload, reply
 from limr.rollout_log import RolloutLog, check_resume, log_row, response_sha1, step_of
 
-ASSISTANT_TURN = "<|im_start|>assistant\n"  # Qwen's chat template opens the model's turn with this
 SHOWN_REJECTIONS = 10  # the first rejected requests are printed; the rest are counted in /stats
 GRACEFUL_S = 30  # on SIGTERM, in-flight requests get this long (10x the grading limit) to finish
 RATE_WINDOW_S = 60  # samples per second is measured over the last minute
@@ -73,105 +72,7 @@ DROP_BYTES = 1 << 20  # ... or once it has sent this much more
 PARSE_IN_THREAD_BYTES = 256 << 10  # larger bodies are parsed on a thread, between the event loop's turns
 
 
-# ---- The request core: pure functions, shared with reward_func.py (OpenRLHF's file mode) ----------------------
-
-
-class PayloadError(ValueError):
-    """A request the server cannot use; `status` is the HTTP status, the message says why."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Sample:
-    prompt_id: str
-    answer: str
-    split: str  # "train" or "eval"
-    response: str
-    fallback: bool  # the query did not start with the prompt: split at the assistant turn instead
-
-
-def split_query(query: str, prompt: str | None) -> tuple[str, str, bool]:
-    """(prompt text, response, fell back): the query minus its prompt, else the text after the last assistant turn.
-
-    The query is OpenRLHF's decode of prompt + response tokens, which can differ from the prompt text (the prompt
-    cut to fit, or a tokenizer that does not round-trip); with no assistant turn either, all of it is the response.
-    """
-    if prompt and query.startswith(prompt):
-        return prompt, query[len(prompt) :], False
-    cut = query.rfind(ASSISTANT_TURN)
-    if cut < 0:
-        return "", query, True
-    cut += len(ASSISTANT_TURN)
-    return query[:cut], query[cut:], True
-
-
-def prompt_hash(prompt_text: str) -> str:
-    """A short stable id for a prompt whose label names none (a plain gold answer)."""
-    return "sha1:" + hashlib.sha1(prompt_text.strip().encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-def make_sample(query: str, prompt: str | None, label: str, where: str = "") -> Sample:
-    prompt_text, response, fallback = split_query(query, prompt)
-    try:
-        decoded = decode_label(label)
-    except RecursionError:  # valid JSON nested deeper than the parser goes
-        raise PayloadError(422, f"{where}the label is JSON nested too deep to read") from None
-    if decoded["split"] not in SPLITS:
-        raise PayloadError(422, f"{where}the label's split must be one of {SPLITS}, got {decoded['split']!r}")
-    pid = decoded["id"]
-    pid = prompt_hash(prompt_text) if pid is None or pid == "" else str(pid)
-    return Sample(pid, decoded["answer"], decoded["split"], response, fallback)
-
-
-def _string_list(data: dict, key: str, optional: bool = False) -> list | None:
-    value = data.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, list):
-        got = "nothing" if value is None else type(value).__name__
-        raise PayloadError(422, f"'{key}' must be a list of strings, got {got}")
-    for i, item in enumerate(value):
-        if not (isinstance(item, str) or (optional and item is None)):
-            raise PayloadError(422, f"'{key}'[{i}] must be a string, got {type(item).__name__}")
-    return value
-
-
-def parse_payload(body: bytes, max_samples: int = MAX_SAMPLES_PER_REQUEST) -> list[Sample]:
-    """OpenRLHF 0.11's {"query", "prompts", "labels"} (prompts may be left out) -> one Sample per query."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise PayloadError(400, f"the body is not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
-    if not isinstance(data, dict):
-        raise PayloadError(422, f"expected a JSON object with 'query', 'prompts', 'labels'; got {type(data).__name__}")
-    if isinstance(data.get("query"), list) and len(data["query"]) > max_samples:
-        raise PayloadError(413, f"{len(data['query'])} samples in one request; at most {max_samples} "
-                                "(--max_samples_per_request)")  # fmt: skip
-    queries, labels = _string_list(data, "query"), _string_list(data, "labels")
-    prompts = _string_list(data, "prompts", optional=True) or [None] * len(queries)
-    if not len(queries) == len(prompts) == len(labels):
-        lengths = f"{len(queries)}, {len(prompts)}, {len(labels)}"
-        raise PayloadError(422, f"'query', 'prompts' and 'labels' must be as long as each other, got {lengths}")
-    return [
-        make_sample(q, p, label, f"labels[{i}]: ")
-        for i, (q, p, label) in enumerate(zip(queries, prompts, labels, strict=True))
-    ]
-
-
-def reply(graded: list) -> dict:
-    """OpenRLHF's reply: one reward per sample, `scores` 1/0 correctness, and per-sample numbers it logs."""
-    return {
-        "rewards": [g.reward for g in graded],
-        "scores": [float(g.correct) for g in graded],
-        "extra_logs": {
-            "correct": [float(g.correct) for g in graded],
-            "format_error": [float(g.format_error is not None) for g in graded],
-            "timed_out": [float(g.timed_out) for g in graded],
-        },
-    }
+# ---- Authorization (the request itself is parsed by limr.request, shared with reward_func.py) ----------------
 
 
 def authorized(header: str | None, query_token: str | None, token: str | None) -> bool:
@@ -370,8 +271,7 @@ async def grade_unless_gone(pool: GradingPool, samples: list[Sample], receive) -
 
 
 def create_app(pool: GradingPool, recorder: Recorder, token: str | None, limits: Limits | None = None):
-    # fastapi is imported here, not at the top, so that reward_func.py can reuse the request core above
-    # without the web stack
+    # fastapi is imported here, not at the top, so that the module's other parts load without the web stack
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
