@@ -325,7 +325,7 @@ if ((PROMPT_ROWS % ROLLOUT_BATCH_SIZE)); then
     fi
 fi
 echo "# LIM after this run: python lim_selection.py --train_samples_path $RUN_DIR/rollouts.jsonl" \
-    "--steps_per_epoch $STEPS_PER_EPISODE --max_epochs $NUM_EPISODES ..."
+    "--max_epochs $NUM_EPISODES ...  (its lines say their epoch: $STEPS_PER_EPISODE steps each)"
 
 STARTED_RAY=0
 REWARD_PID=
