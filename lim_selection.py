@@ -160,7 +160,7 @@ def _check_steps(path: Path, steps: set, steps_per_epoch: int, num_epochs: int, 
 # A 2.5 GB run is mostly responses: msgspec types each file as a list of (prompt, reward) and skips the rest
 # without building it. A file it refuses, or one that is not UTF-8 (msgspec checks only the fields it keeps), goes
 # through json.load, which reads it as before or names what is wrong.
-class StepSample(msgspec.Struct):
+class StepSample(msgspec.Struct, gc=False):  # scalar fields: nothing for the garbage collector to track
     prompt: str
     reward: FINITE
 
