@@ -58,12 +58,14 @@ import argparse
 import importlib.util
 import json
 import math
+import mmap
 import random
 import statistics
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from itertools import compress
+from operator import attrgetter
 from pathlib import Path
 
 import msgspec
@@ -160,9 +162,9 @@ def _check_steps(path: Path, steps: set, steps_per_epoch: int, num_epochs: int, 
 # A 2.5 GB run is mostly responses: msgspec types each file as a list of (prompt, reward) and skips the rest
 # without building it. A file it refuses, or one that is not UTF-8 (msgspec checks only the fields it keeps), goes
 # through json.load, which reads it as before or names what is wrong.
-class StepSample(msgspec.Struct, gc=False):  # scalar fields: nothing for the garbage collector to track
-    prompt: str
-    reward: FINITE
+# (defstruct, not a class body: this script's string annotations would not resolve when it runs under runpy)
+StepSample = msgspec.defstruct("StepSample", [("prompt", str), ("reward", FINITE)], gc=False)
+PROMPT_REWARD = attrgetter("prompt", "reward")
 
 
 def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epochs: int) -> Samples:
@@ -179,33 +181,37 @@ def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epoch
                 f"step_1.json .. step_{need}.json (set --max_epochs / --steps_per_epoch to the run)"
             )
     decode = msgspec.json.Decoder(list[StepSample]).decode
-    counts, unknown = Counter(), set()  # (prompt id, 0-based epoch, success) -> samples
+    groups, unknown = [], set()  # (prompt id, 0-based epoch, success, samples)
     for step in tqdm(range(1, need + 1), desc=f"reading {folder.name}/step_*.json", unit="file", disable=None):
         for (text, ok), n in _step_pairs(folder / f"step_{step}.json", decode).items():
             pid = by_text.get(text)
             if pid is None:
                 unknown.add(text)
             else:
-                counts[pid, (step - 1) // steps_per_epoch, ok] += n
+                groups.append((pid, (step - 1) // steps_per_epoch, ok, n))
     if unknown:
         first = min(unknown)[:80]
         raise DataError(f"{folder}: {len(unknown)} prompt texts are not in the prompt file (first: {first!r})")
-    pids, epochs, oks = zip(*counts, strict=True) if counts else ((), (), ())
-    n = np.fromiter(counts.values(), np.int64, len(counts))
-    tally = EpochTally.of(pids, pids, np.array(epochs, dtype=np.int64), np.array(oks, dtype=bool), n, num_epochs)
-    return Samples(tally, int(n.sum()), 0, steps_per_epoch)
+    pids, epochs, oks, n = (np.array(c) for c in zip(*groups, strict=True)) if groups else ([], [], [], [])
+    tally = EpochTally.of(pids, pids, np.array(epochs, np.int64), np.array(oks, bool), np.array(n, np.int64),
+                          num_epochs)  # fmt: skip
+    return Samples(tally, int(np.sum(n)), 0, steps_per_epoch)
 
 
 def _step_pairs(path: Path, decode) -> Counter:
-    """Counter of (stripped prompt, success) in one step file."""
-    data = path.read_bytes()
+    """Counter of (stripped prompt, success) in one step file, decoded from its pages in the page cache (mmap: no
+    copy of 15 MB; an empty file cannot be mapped and goes to json.load like any file msgspec refuses)."""
     try:
-        if not is_utf8(data):
-            raise ValueError
-        items = decode(data)
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if np.frombuffer(data, np.uint8).max() >= 0x80 and not is_utf8(data[:]):  # ASCII as json.dump writes
+                raise ValueError
+            items = decode(data)
     except (msgspec.DecodeError, ValueError):
         return _strict_step_pairs(path)
-    return Counter((it.prompt.strip(), it.reward == 1) for it in items)
+    pairs = Counter()
+    for (text, reward), n in Counter(map(PROMPT_REWARD, items)).items():  # counted in C, then each distinct pair
+        pairs[text.strip(), reward == 1] += n
+    return pairs
 
 
 def _strict_step_pairs(path: Path) -> Counter:
