@@ -181,40 +181,37 @@ def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epoch
                 f"step_1.json .. step_{need}.json (set --max_epochs / --steps_per_epoch to the run)"
             )
     decode = msgspec.json.Decoder(list[StepSample]).decode
-    groups, unknown = [], set()  # (prompt id, 0-based epoch, success, samples)
+    pids, epochs, oks, counts, unknown = [], [], [], [], set()  # one entry per (step, prompt, reward)
     for step in tqdm(range(1, need + 1), desc=f"reading {folder.name}/step_*.json", unit="file", disable=None):
-        for (text, ok), n in _step_pairs(folder / f"step_{step}.json", decode).items():
-            pid = by_text.get(text)
-            if pid is None:
-                unknown.add(text)
-            else:
-                groups.append((pid, (step - 1) // steps_per_epoch, ok, n))
+        samples = _step_samples(folder / f"step_{step}.json", decode)
+        texts, rewards = zip(*samples, strict=True) if samples else ((), ())
+        ids = list(map(by_text.get, map(str.strip, texts)))
+        unknown.update(text.strip() for text, pid in zip(texts, ids, strict=True) if pid is None)
+        pids += ids
+        epochs.append(np.full(len(ids), (step - 1) // steps_per_epoch))
+        oks.append(np.array(rewards) == 1)
+        counts.append(np.fromiter(samples.values(), np.int64, len(samples)))
     if unknown:
         first = min(unknown)[:80]
         raise DataError(f"{folder}: {len(unknown)} prompt texts are not in the prompt file (first: {first!r})")
-    pids, epochs, oks, n = (np.array(c) for c in zip(*groups, strict=True)) if groups else ([], [], [], [])
-    tally = EpochTally.of(pids, pids, np.array(epochs, np.int64), np.array(oks, bool), np.array(n, np.int64),
-                          num_epochs)  # fmt: skip
-    return Samples(tally, int(np.sum(n)), 0, steps_per_epoch)
+    n = np.concatenate(counts)
+    tally = EpochTally.of(pids, pids, np.concatenate(epochs), np.concatenate(oks), n, num_epochs)
+    return Samples(tally, int(n.sum()), 0, steps_per_epoch)
 
 
-def _step_pairs(path: Path, decode) -> Counter:
-    """Counter of (stripped prompt, success) in one step file, decoded from its pages in the page cache (mmap: no
-    copy of 15 MB; an empty file cannot be mapped and goes to json.load like any file msgspec refuses)."""
+def _step_samples(path: Path, decode) -> Counter:
+    """Counter of (prompt, reward) in one step file, decoded from its pages in the page cache (mmap: no copy of
+    15 MB; an empty file cannot be mapped and goes to json.load like any file msgspec refuses)."""
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             if np.frombuffer(data, np.uint8).max() >= 0x80 and not is_utf8(data[:]):  # ASCII as json.dump writes
                 raise ValueError
-            items = decode(data)
+            return Counter(map(PROMPT_REWARD, decode(data)))  # counted in C
     except (msgspec.DecodeError, ValueError):
-        return _strict_step_pairs(path)
-    pairs = Counter()
-    for (text, reward), n in Counter(map(PROMPT_REWARD, items)).items():  # counted in C, then each distinct pair
-        pairs[text.strip(), reward == 1] += n
-    return pairs
+        return _strict_step_samples(path)
 
 
-def _strict_step_pairs(path: Path) -> Counter:
+def _strict_step_samples(path: Path) -> Counter:
     """json.load of one step file: what it reads, or the exact error."""
     items = read_json(path)
     if not isinstance(items, list):
@@ -225,7 +222,7 @@ def _strict_step_pairs(path: Path) -> Counter:
             raise DataError(f"{path}: item {n} has no 'prompt' string")
         if not is_number(it.get("reward")):
             raise DataError(f"{path}: item {n}: 'reward' must be a number, got {it.get('reward')!r}")
-        pairs[it["prompt"].strip(), it["reward"] == 1] += 1
+        pairs[it["prompt"], it["reward"]] += 1
     return pairs
 
 

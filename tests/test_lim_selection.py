@@ -534,7 +534,7 @@ def test_generated_step_files_are_what_json_dump_writes(tmp_path):
 def test_step_reader_matches_json_load_on_a_generated_run(tiny, monkeypatch):
     expected = reference_step_accuracy(tiny / "steps", tiny / "prompts.json", 2, 3)
     assert expected == reference_accuracy(tiny / "rollouts.jsonl", 2, 3)  # the generator's two formats agree
-    monkeypatch.setattr(lim, "_strict_step_pairs", lambda *a: pytest.fail("not read by msgspec"))
+    monkeypatch.setattr(lim, "_strict_step_samples", lambda *a: pytest.fail("not read by msgspec"))
     assert read_steps(tiny / "steps", tiny / "prompts.json") == expected
 
 
