@@ -3,19 +3,23 @@
     r_k(i)  = accuracy of prompt i in epoch k = share of its samples in that epoch with reward 1   (k = 1..K)
     r_avg_k = mean of r_k(i) over the scored prompts: the model's average learning curve
     s(i)    = 1 - sum_k (r_k(i) - r_avg_k)^2 / sum_k (1 - r_avg_k)^2
-    keep i  when s(i) >= THETA          (THETA = 0.6, K = 21 epochs of 8 steps: 1,389 of MATH-8k's 8,523)
+    keep i  when s(i) >= THETA          (THETA = 0.6, K = 21 epochs: 1,389 of MATH-8k's 8,523)
 
     python lim_selection.py --train_samples_path outputs/math8k/rollouts.jsonl \\
         --original_prompts_path data/math8k.json --output_path outputs/lim/limr.json \\
-        --steps_per_epoch 9 --max_epochs 21 --similarity_threshold 0.6    # 9: OpenRLHF 0.11's pass; the fork's: 8
+        --max_epochs 21 --similarity_threshold 0.6
 
 Inputs (exactly one of; passrate with --num_samples needs none):
-  --train_samples_path  our rollout log (JSONL, one line per sample: {"step", "id", "reward", "correct",
-                        "response_length", ...}) or a folder of the paper fork's step_{k}.json files
+  --train_samples_path  our rollout log (JSONL, one line per sample: {"step", "epoch", "id", "reward", ...}, see
+                        limr/rollout_log.py) or a folder of the paper fork's step_{k}.json files
                         ([{"prompt", "response", "reward", "response_length"}, ...], matched to ids by prompt text)
   --accuracy_path       {prompt_id: [accuracy per epoch, ...]}, e.g. One-Shot-RLVR's acc_step_500.json
   --scores_path         a saved scores file [{"prompt" or "id", "score"}], e.g. the release's scores.json
-Epoch k holds steps (k-1)*steps_per_epoch+1 .. k*steps_per_epoch; histories longer than --max_epochs are cut to it.
+An epoch is one pass over the prompts. Our log's lines say theirs (the reward server counts passes: OpenRLHF 0.11
+runs MATH-8k in 9 steps a pass), so the log needs no --steps_per_epoch, and one that contradicts it is an error.
+In the fork's step files, and in logs from before the field (with a warning), epoch k holds steps
+(k-1)*S+1 .. k*S for S = --steps_per_epoch (default 8: the fork dropped each pass's partial batch).
+Histories longer than --max_epochs are cut to it.
 
 Methods (--method; --num_samples K takes the top K instead of a threshold):
   lim           s(i) above, keep s >= 0.6
@@ -45,7 +49,7 @@ Where we depart from the original script (GAIR-NLP/LIMR lim/lim_selection.py), a
   - An average curve of all 1s (every prompt always solved) makes the denominator 0: every score is then 1.
   - Missing step files, bad records and unknown prompts stop with one clear line; every output is written or
     none is, and none may replace an input.
-  - Step files and logs are streamed, never held whole (the original kept every response of the run in memory).
+  - Logs are streamed and step files read one at a time (the original kept every response of the run in memory).
 """
 
 from __future__ import annotations
@@ -54,13 +58,18 @@ import argparse
 import importlib.util
 import json
 import math
+import mmap
 import random
-import re
 import statistics
 import sys
 from collections import Counter
+from dataclasses import dataclass
+from itertools import compress
+from operator import attrgetter
 from pathlib import Path
 
+import msgspec
+import numpy as np
 from tqdm import tqdm
 
 from limr.cli import float_in, int_in, refuse_overwriting_inputs, refuse_unwritable_outputs, same_file
@@ -75,14 +84,14 @@ from limr.dataset import (
     spread_by_text,
     write_prompt_files,
 )
-from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, read_json, write_json
+from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, is_utf8, read_json, write_json
 from limr.paper import LINEAR_THETA, MAX_EPOCHS, STEPS_PER_EPOCH, THETA
+from limr.rollout_log import FINITE, EpochTally, count_samples, steps_per_epoch_of
 from limr.stability import epochs_to_reach, jaccard, stability_rows
 from limr.stats import read_question_scores
 
 METHODS = ("lim", "linear", "rand", "variance", "learnability", "dapo")  # --compare runs these six
 CHOICES = (*METHODS, "passrate")
-CHUNK = 1 << 20  # read files 1 MiB at a time: bounded memory, and small buffers reuse the heap (faster than 8 MiB)
 # Flag bounds: counts are held per prompt and epoch, and a run needs every step 1 .. epochs x steps_per_epoch, so
 # --max_epochs 1e8 would only run out of memory; these are far above any run (the paper: 21 x 8).
 EPOCHS_LIMIT, STEPS_LIMIT = 1_000, 1_000_000
@@ -93,241 +102,58 @@ EPOCHS_LIMIT, STEPS_LIMIT = 1_000, 1_000_000
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def new_tally(known: set | None, num_epochs: int) -> dict:
-    """Per-prompt counts: counts[id] = [samples with reward 1 in epoch 0..K-1] + [samples in epoch 0..K-1]."""
-    return {"counts": {}, "known": known, "num_epochs": num_epochs, "steps": set(), "unknown": set(),
-            "samples": 0, "after_max_epochs": 0, "eval_rows_skipped": 0, "torn_last_line": None}  # fmt: skip
+@dataclass
+class Samples:
+    """A run's training samples tallied per prompt and epoch, and how they were read (for the report)."""
+
+    tally: EpochTally
+    samples: int  # every training sample read
+    after_max_epochs: int  # of them, in epochs past --max_epochs (histories are cut to it)
+    steps_per_epoch: int
+    eval_rows_skipped: int = 0
+    torn_last_line: int | None = None
 
 
-def tally_row(tally: dict, pid: str) -> list | None:
-    """The prompt's counts, created on first sight; None (noted in tally["unknown"]) if the prompt file lacks it."""
-    row = tally["counts"].get(pid)
-    if row is None:
-        if tally["known"] is not None and pid not in tally["known"]:
-            tally["unknown"].add(pid)
-            return None
-        row = tally["counts"][pid] = [0] * (2 * tally["num_epochs"])
-    return row
-
-
-def add_samples(tally: dict, pid: str, epoch: int, n: int, correct: int) -> None:
-    tally["samples"] += n
-    row = tally_row(tally, pid)
-    if row is None:
-        return
-    if epoch >= tally["num_epochs"]:  # histories are cut to --max_epochs
-        tally["after_max_epochs"] += n
-        return
-    row[epoch] += correct
-    row[tally["num_epochs"] + epoch] += n
-
-
-def read_chunks(path: Path, bar: tqdm | None = None):
-    """Yield (chunk, is_last) of a file read CHUNK bytes at a time, one chunk ahead so the last one is known."""
-    with open(path, "rb") as f:
-        chunk = f.read(CHUNK)
-        while chunk:
-            more = f.read(CHUNK)
-            if bar is not None:
-                bar.update(len(chunk))
-            yield chunk, not more
-            chunk = more
-
-
-# Our rollout log. The reward server writes json.dumps of a dict in the contract's key order, so every line starts
-# with `{"step": S, "id": "...", "reward": R`. The fast path pulls those fields and the rest of each line out of a
-# whole chunk with regexes and counts identical (step, id, reward) keys in C: ~6x faster than json.loads per line.
-# It takes a chunk only if it proves that json.loads reads every line exactly so: a match at every line start (one
-# that ran over a line's end would leave a line unmatched), UTF-8 bytes, each distinct key's
-# step, id and reward decoded by json.loads (once, then cached), and each distinct rest of a line a flat list of
-# scalar fields in JSON's own grammar with json.dumps' separators, whose keys are unescaped and none of step / id /
-# reward / split (so no duplicate key overrides what was read), except `"split": "train"` (so no evaluation row,
-# however escaped, is counted). Nothing is counted before the whole chunk is proved, so a fallback never counts a
-# line twice; any other chunk goes through json.loads line by line, which also gives the exact error.
-# tests/test_lim_selection.py checks that both paths agree, on hostile lines too.
-LOG_KEY = re.compile(rb'\n\{"step": ([0-9]+, "id": "[^"]*", "reward": [-+.0-9eE]+)[,}]')
-LOG_REST = re.compile(rb'"reward": [-+.0-9eE]+([,}][^\n]*)')  # once per line: the id holds no quote
-_STR = rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
-_NUM = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
-_SCALAR = rb"(?:%s|%s|true|false|null)" % (_STR, _NUM)
-LOG_TAIL = re.compile(rb'(?:, (?:"split": "train"|"(?!(?:step|id|reward|split)")[^"\\\x00-\x1f]*": %s))*\}' % _SCALAR)
-GOOD_TAILS_MAX = 1 << 16  # the cache of proved line tails is cleared at this size (real logs vary in `extracted`)
-
-
-def scan_rollout_log(path: Path, known: set | None, steps_per_epoch: int, num_epochs: int) -> dict:
-    """Count each prompt's samples and successes per epoch in our JSONL rollout log, streaming."""
-    # cache: raw step, id, reward bytes -> epoch, counts row, success; and the line tails proved good
-    tally, cache = new_tally(known, num_epochs), ({}, {}, {}, set())
-    lineno, carry = 0, b"\n"  # each line in the buffer follows the previous line's newline (made up for the first)
-    bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"reading {path.name}", disable=None)
-    for chunk, is_last in read_chunks(path, bar):
-        buf = carry + chunk
-        if is_last:  # the file's last line is parsed on its own below: a torn one is skipped, not fatal
-            buf = buf[:1] + buf[1:].rstrip()
-        end = buf.rfind(b"\n") + 1  # buf[1:end] holds whole lines
-        n_lines = buf.count(b"\n", 1, end)
-        if n_lines and not _fast_log_lines(buf, end, n_lines, tally, cache, steps_per_epoch):
-            _strict_log_lines(path, buf[1:end], lineno, tally, steps_per_epoch)
-        lineno += n_lines
-        if is_last and buf[end:]:
-            _last_log_line(path, buf[end:], lineno + 1, tally, steps_per_epoch)
-        carry = buf[end - 1 :]
-    bar.close()
-    if tally["unknown"]:
-        first = sorted(tally["unknown"])[0]
-        raise DataError(f"{path}: {len(tally['unknown'])} prompt ids are not in the prompt file (first: {first!r})")
-    _check_steps(path, tally["steps"], steps_per_epoch, num_epochs)
-    return tally
-
-
-def _fast_log_lines(buf: bytes, end: int, n_lines: int, tally: dict, cache: tuple, steps_per_epoch: int) -> bool:
-    """Count the n_lines whole lines of buf[:end] if every one is proved a contract line (see above); else False,
-    with nothing counted, and the caller parses them one by one."""
-    keys = LOG_KEY.findall(buf, 0, end)  # a match that ran over a line's end would leave a line unmatched
-    if len(keys) != n_lines or not _is_utf8(buf, end):
-        return False
-    good_tails = cache[3]  # two one-group passes: tuples of (key, tail) would cost more than both
-    for tail in set(LOG_REST.findall(buf, 0, end)).difference(good_tails):
-        if not LOG_TAIL.fullmatch(tail):
-            return False
-        if len(good_tails) >= GOOD_TAILS_MAX:
-            good_tails.clear()
-        good_tails.add(tail)
-    counts = Counter(keys)
-    epoch_of, row_of, ok_of, _ = cache
-    decoded = []
-    for key in counts:  # decode every distinct key first: one that json.loads reads otherwise stops here
-        step_raw, _, rest = key.partition(b', "id": "')
-        id_raw, _, reward_raw = rest.rpartition(b'", "reward": ')  # the id holds no quote: the last one ends it
-        fields = epoch_of.get(step_raw), row_of.get(id_raw), ok_of.get(reward_raw)
-        if None in fields:
-            fields = _decode_log_fields(step_raw, id_raw, reward_raw, tally, cache, steps_per_epoch)
-            if fields is None:
-                return False
-        decoded.append(fields)
-    num_epochs = tally["num_epochs"]
-    for (epoch, row, ok), n in zip(decoded, counts.values(), strict=True):
-        if row is False:
-            continue
-        if epoch >= num_epochs:
-            tally["after_max_epochs"] += n
-            continue
-        if ok:
-            row[epoch] += n
-        row[num_epochs + epoch] += n
-    tally["samples"] += len(keys)
-    return True
-
-
-def _is_utf8(buf: bytes, end: int) -> bool:
-    """json.loads rejects bytes that are not UTF-8 (it allows encoded surrogates, which land in the slow path)."""
-    if buf.isascii():
-        return True
-    try:
-        buf[:end].decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _decode_log_fields(step_raw, id_raw, reward_raw, tally: dict, cache: tuple, steps_per_epoch: int):
-    """Decode a key's raw step, id and reward once (then cached) into (epoch, counts row or False for an unknown
-    id, success); None if one is not what the contract says (the line then goes to json.loads, which reports it)."""
-    epoch_of, row_of, ok_of, _ = cache
-    try:  # json.loads of each value, as of the whole line: 01, 1e999, a trailing backslash or a control character fail
-        if step_raw not in epoch_of:
-            step = json.loads(step_raw)
-            if not isinstance(step, int) or step < 1:
-                return None
-            tally["steps"].add(step)
-            epoch_of[step_raw] = (step - 1) // steps_per_epoch
-        if reward_raw not in ok_of:
-            reward = json.loads(reward_raw)
-            if not is_number(reward):
-                return None
-            ok_of[reward_raw] = reward == 1
-        if id_raw not in row_of:
-            pid = json.loads(b'"' + id_raw + b'"')
-            row_of[id_raw] = tally_row(tally, pid) or False  # False: an unknown id, already noted
-    except ValueError:  # UnicodeDecodeError is one
-        return None
-    return epoch_of[step_raw], row_of[id_raw], ok_of[reward_raw]
-
-
-def add_log_object(tally: dict, obj, where: str, steps_per_epoch: int) -> None:
-    """Count one parsed log line (evaluation rows are skipped); DataError if it breaks the contract.
-
-    Success is reward == 1 (the paper's definition); a line without a reward may give `correct` instead.
-    """
-    if not isinstance(obj, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    if obj.get("split") == "eval":
-        tally["eval_rows_skipped"] += 1
-        return
-    step, pid = obj.get("step"), obj.get("id")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 1:
-        raise DataError(f"{where}: 'step' must be a positive integer (1-based training step), got {step!r}")
-    if not isinstance(pid, str):
-        raise DataError(f"{where}: 'id' must be a string (the prompt id), got {pid!r}")
-    if "reward" in obj:
-        if not is_number(obj["reward"]):
-            raise DataError(f"{where}: 'reward' must be a number, got {obj['reward']!r}")
-        ok = obj["reward"] == 1
-    elif isinstance(obj.get("correct"), bool):
-        ok = obj["correct"]
-    else:
-        raise DataError(f"{where}: a sample needs 'reward' (a number) or 'correct' (true/false)")
-    tally["steps"].add(step)
-    add_samples(tally, pid, (step - 1) // steps_per_epoch, 1, int(ok))
-
-
-def _strict_log_lines(path: Path, lines: bytes, lineno: int, tally: dict, steps_per_epoch: int) -> None:
-    for n, line in enumerate(lines.split(b"\n"), lineno + 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
-            raise DataError(f"{path}:{n}: not valid JSON ({e})") from None
-        add_log_object(tally, obj, f"{path}:{n}", steps_per_epoch)
-
-
-def _last_log_line(path: Path, line: bytes, lineno: int, tally: dict, steps_per_epoch: int) -> None:
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        print(f"warning: {path}:{lineno}: skipping a torn last line (written when the run stopped?)", file=sys.stderr)
-        tally["torn_last_line"] = lineno
-        return
-    add_log_object(tally, obj, f"{path}:{lineno}", steps_per_epoch)
-
-
-def _check_steps(path: Path, steps: set, steps_per_epoch: int, num_epochs: int) -> None:
-    if not steps:
+def scan_rollout_log(path: Path, known: set | None, steps_per_epoch: int | None, num_epochs: int) -> Samples:
+    """Tally our rollout log (read by limr.rollout_log). Its lines carry their epoch: a given steps_per_epoch must
+    agree; an older log without it takes steps_per_epoch (default: the paper's), with a warning."""
+    counts = count_samples(path)
+    steps, epochs, pids, oks, n = counts.columns()
+    if not len(steps):
         raise DataError(f"{path}: no training samples")
+    unknown = set() if known is None else set(pids) - known
+    if unknown:
+        raise DataError(f"{path}: {len(unknown)} prompt ids are not in the prompt file (first: {min(unknown)!r})")
+    per_epoch = steps_per_epoch_of(path, steps, epochs, steps_per_epoch, STEPS_PER_EPOCH)
+    _check_steps(path, set(steps.tolist()), per_epoch, num_epochs, labelled=None not in epochs)
+    epoch = (steps - 1) // per_epoch  # each line's own epoch - 1, where it has one (checked above)
+    kept = epoch < num_epochs
+    tally = EpochTally.of(pids, list(compress(pids, kept)), epoch[kept], oks[kept], n[kept], num_epochs)
+    return Samples(tally, int(n.sum()), int(n[~kept].sum()), per_epoch, counts.eval_rows, counts.torn_last_line)
+
+
+def _check_steps(path: Path, steps: set, steps_per_epoch: int, num_epochs: int, labelled: bool) -> None:
     need = steps_per_epoch * num_epochs
     missing = next((s for s in range(1, need + 1) if s not in steps), None)
     if missing is not None:
+        flags = "--max_epochs" if labelled else "--max_epochs / --steps_per_epoch"
         raise DataError(
             f"{path}: no sample for step {missing}, but {num_epochs} epochs x {steps_per_epoch} steps need steps "
-            f"1-{need}; the log reaches step {max(steps)} (set --max_epochs / --steps_per_epoch to the run)"
+            f"1-{need}; the log reaches step {max(steps)} (set {flags} to the run)"
         )
 
 
-# The paper fork's step files (json.dump(..., indent=4) of {"prompt", "response", "reward", "response_length"}).
-# A 2.5 GB run is mostly responses, so the fast path never decodes them: one regex finds each "prompt" and "reward"
-# field (a key is a quoted name followed by ':', which cannot occur inside a JSON string, whose quotes are escaped)
-# and keeps its raw text. The fields must alternate prompt, reward, prompt, ... which proves each pair came from one
-# object; every distinct pair is then decoded once. A file that fails any check is parsed whole with json.load.
-# Unlike the log's, this path trusts the fork's writer: hand-made valid JSON (a duplicate key, a nested object, an
-# escaped key name) can be read otherwise than by json.load. Proving the layout costs as much as json.load itself
-# (0.46 s for a regex pass over a 15 MB step file, json.loads 0.51 s, this path 0.09 s).
-STEP_FIELD = re.compile(rb'"((?:prompt|reward)"\s*:\s*(?:"(?:[^"]*\\")*[^"]*"|[^,}\]\s]+))')
-PROMPT_KEY = re.compile(rb'"prompt"\s*:')
+# The paper fork's step files: json.dump(..., indent=4) of [{"prompt", "response", "reward", "response_length"}].
+# A 2.5 GB run is mostly responses: msgspec types each file as a list of (prompt, reward) and skips the rest
+# without building it. A file it refuses, or one that is not UTF-8 (msgspec checks only the fields it keeps), goes
+# through json.load, which reads it as before or names what is wrong.
+# (defstruct, not a class body: this script's string annotations would not resolve when it runs under runpy)
+StepSample = msgspec.defstruct("StepSample", [("prompt", str), ("reward", FINITE)], gc=False)
+PROMPT_REWARD = attrgetter("prompt", "reward")
 
 
-def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epochs: int) -> dict:
-    """Count each prompt's samples and successes per epoch in step_1.json .. step_{K*steps}.json, streaming."""
+def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epochs: int) -> Samples:
+    """Tally step_1.json .. step_{K*steps}.json, one file at a time; samples join prompts by stripped text."""
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
     if not any(folder.glob("step_*.json")):
@@ -339,77 +165,39 @@ def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epoch
                 f"{folder / f'step_{step}.json'} is missing: {num_epochs} epochs x {steps_per_epoch} steps need "
                 f"step_1.json .. step_{need}.json (set --max_epochs / --steps_per_epoch to the run)"
             )
-    tally, cache = new_tally(None, num_epochs), {}  # cache: raw "prompt"/"reward" field -> its decoded value
+    decode = msgspec.json.Decoder(list[StepSample]).decode
+    pids, epochs, oks, counts, unknown = [], [], [], [], set()  # one entry per (step, prompt, reward)
     for step in tqdm(range(1, need + 1), desc=f"reading {folder.name}/step_*.json", unit="file", disable=None):
-        path = folder / f"step_{step}.json"
-        pairs = _fast_step_pairs(path, cache)
-        if pairs is None:
-            pairs = _strict_step_pairs(path)
-        tally["steps"].add(step)
-        for (text, ok), n in pairs.items():
-            pid = by_text.get(text)
-            if pid is None:
-                tally["unknown"].add(text)
-            else:
-                add_samples(tally, pid, (step - 1) // steps_per_epoch, n, n if ok else 0)
-    if tally["unknown"]:
-        first = sorted(tally["unknown"])[0][:80]
-        raise DataError(
-            f"{folder}: {len(tally['unknown'])} prompt texts are not in the prompt file (first: {first!r})"
-        )
-    return tally
+        samples = _step_samples(folder / f"step_{step}.json", decode)
+        texts, rewards = zip(*samples, strict=True) if samples else ((), ())
+        ids = list(map(by_text.get, map(str.strip, texts)))
+        unknown.update(text.strip() for text, pid in zip(texts, ids, strict=True) if pid is None)
+        pids += ids
+        epochs.append(np.full(len(ids), (step - 1) // steps_per_epoch))
+        oks.append(np.array(rewards) == 1)
+        counts.append(np.fromiter(samples.values(), np.int64, len(samples)))
+    if unknown:
+        first = min(unknown)[:80]
+        raise DataError(f"{folder}: {len(unknown)} prompt texts are not in the prompt file (first: {first!r})")
+    n = np.concatenate(counts)
+    tally = EpochTally.of(pids, pids, np.concatenate(epochs), np.concatenate(oks), n, num_epochs)
+    return Samples(tally, int(n.sum()), 0, steps_per_epoch)
 
 
-def _fast_step_pairs(path: Path, cache: dict) -> Counter | None:
-    """Counter of (stripped prompt, success) in one step file, or None when it is not laid out as the fork wrote it."""
-    raw_pairs, carry, tail = Counter(), None, b""
-    for chunk, is_last in read_chunks(path):
-        if carry is None and not re.match(rb"\s*\[", chunk):
-            return None
-        carry = carry or b""
-        # Objects that start and end in this chunk are scanned in place (copying every chunk onto the previous one's
-        # tail would cost a tenth of the time); the object cut by the last chunk boundary is scanned from the carry.
-        head_end = _prompt_key(chunk, last=False)
-        body_end = len(chunk) if is_last else _prompt_key(chunk, last=True)
-        if body_end < 0:  # no object starts in this chunk: it all belongs to the carried one
-            carry += chunk
-            continue
-        fields = STEP_FIELD.findall(carry + chunk[:head_end]) + STEP_FIELD.findall(chunk, head_end, body_end)
-        if len(fields) % 2:
-            return None
-        raw_pairs.update(zip(fields[0::2], fields[1::2], strict=True))
-        carry, tail = chunk[body_end:], tail[-64:] + chunk[-64:]
-    if not tail.rstrip().endswith(b"]"):
-        return None
-    pairs = Counter()
-    for (raw_prompt, raw_reward), n in raw_pairs.items():
-        if not (raw_prompt.startswith(b'prompt"') and raw_reward.startswith(b'reward"')):
-            return None  # the fields do not alternate prompt, reward
-        if raw_prompt not in cache or raw_reward not in cache:
-            try:  # a bad value means the regex misread it (or the file is bad): json.load will tell
-                text, reward = (json.loads(raw.split(b":", 1)[1]) for raw in (raw_prompt, raw_reward))
-            except ValueError:
-                return None
-            if not isinstance(text, str) or not is_number(reward):
-                return None
-            cache[raw_prompt], cache[raw_reward] = text.strip(), reward == 1
-        pairs[cache[raw_prompt], cache[raw_reward]] += n
-    return pairs
+def _step_samples(path: Path, decode) -> Counter:
+    """Counter of (prompt, reward) in one step file, decoded from its pages in the page cache (mmap: no copy of
+    15 MB; an empty file cannot be mapped and goes to json.load like any file msgspec refuses)."""
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if np.frombuffer(data, np.uint8).max() >= 0x80 and not is_utf8(data[:]):  # ASCII as json.dump writes
+                raise ValueError
+            return Counter(map(PROMPT_REWARD, decode(data)))  # counted in C
+    except (msgspec.DecodeError, ValueError):
+        return _strict_step_samples(path)
 
 
-def _prompt_key(chunk: bytes, last: bool) -> int:
-    """Where the first (or last) object in the chunk starts, at its "prompt" key: len(chunk) (or -1) if none does."""
-    if not last:
-        m = PROMPT_KEY.search(chunk)
-        return m.start() if m else len(chunk)
-    i = len(chunk)
-    while (i := chunk.rfind(b'"prompt"', 0, i)) >= 0 and not PROMPT_KEY.match(chunk, i):
-        pass
-    return i
-
-
-def _strict_step_pairs(path: Path) -> Counter:
-    """Parse one step file whole (rare: a layout the fast path does not take) and give the exact error if bad."""
+def _strict_step_samples(path: Path) -> Counter:
+    """json.load of one step file: what it reads, or the exact error."""
     items = read_json(path)
     if not isinstance(items, list):
         raise DataError(f"{path}: expected a JSON list of samples, got {type(items).__name__}")
@@ -419,16 +207,8 @@ def _strict_step_pairs(path: Path) -> Counter:
             raise DataError(f"{path}: item {n} has no 'prompt' string")
         if not is_number(it.get("reward")):
             raise DataError(f"{path}: item {n}: 'reward' must be a number, got {it.get('reward')!r}")
-        pairs[it["prompt"].strip(), it["reward"] == 1] += 1
+        pairs[it["prompt"], it["reward"]] += 1
     return pairs
-
-
-def epoch_accuracy(tally: dict, num_epochs: int) -> dict[str, list[float | None]]:
-    """Accuracy per epoch = share of the prompt's samples with reward 1; None where it was not sampled."""
-    return {
-        pid: [row[k] / row[num_epochs + k] if row[num_epochs + k] else None for k in range(num_epochs)]
-        for pid, row in tally["counts"].items()
-    }
 
 
 def load_accuracy(path: str) -> dict[str, list[float | None]]:
@@ -804,8 +584,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     src.add_argument("--scores_path", help="saved scores [{'prompt' or 'id', 'score'}] to select from")
     p.add_argument("--original_prompts_path", help="prompt file (JSON list of {id, prompt, answer, source})")
     p.add_argument("--output_path", default="outputs/lim/limr.json", help="selected prompts (.json; .jsonl beside)")
-    p.add_argument("--steps_per_epoch", type=int_in(1, STEPS_LIMIT), default=STEPS_PER_EPOCH,
-                   help="training steps per epoch (paper: 8)")  # fmt: skip
+    p.add_argument("--steps_per_epoch", type=int_in(1, STEPS_LIMIT),
+                   help=f"training steps per epoch of step files (default {STEPS_PER_EPOCH}, the paper's fork) and of "
+                   "logs without an epoch field; our log's lines carry their epoch: leave it out")  # fmt: skip
     p.add_argument("--max_epochs", type=int_in(1, EPOCHS_LIMIT), default=MAX_EPOCHS, help="epochs scored (paper: 21)")
     p.add_argument("--similarity_threshold", type=float_in(None),
                    help=f"keep score >= this (default: lim {THETA}, linear {LINEAR_THETA}); rand, variance, "
@@ -850,15 +631,16 @@ def load_inputs(args, prompts: list[dict] | None) -> tuple[dict, dict]:
             if prompts is None:
                 raise DataError("step files name prompts by text: pass --original_prompts_path")
             by_text = {text: ids[0] for text, ids in ids_by_text(prompts).items()}  # a text's samples: its first id
-            tally = scan_step_files(path, by_text, args.steps_per_epoch, args.max_epochs)
+            read = scan_step_files(path, by_text, args.steps_per_epoch or STEPS_PER_EPOCH, args.max_epochs)
             info["format"] = "step files"
         elif path.is_file():
-            tally = scan_rollout_log(path, known, args.steps_per_epoch, args.max_epochs)
+            read = scan_rollout_log(path, known, args.steps_per_epoch, args.max_epochs)
             info["format"] = "rollout log"
         else:
             raise DataError(f"{path}: no such file or folder")
-        histories = epoch_accuracy(tally, args.max_epochs)
-        info.update({k: tally[k] for k in ("samples", "after_max_epochs", "eval_rows_skipped", "torn_last_line")})
+        histories = read.tally.accuracy()
+        info.update({k: getattr(read, k) for k in ("samples", "after_max_epochs", "eval_rows_skipped",
+                                                   "torn_last_line", "steps_per_epoch")})  # fmt: skip
     info["prompts_seen"] = len(histories)
     if prompts is not None:
         # step files pool a duplicated text's samples under its first id; the other ids take its score after

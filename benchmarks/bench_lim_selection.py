@@ -3,11 +3,12 @@
     python benchmarks/gen_rollouts.py --out outputs/bench --prompts_path data/math8k.json   # 2.7 GB, ~20 s
     python benchmarks/bench_lim_selection.py --data outputs/bench
 
-Each run is its own process; wall time and peak memory (max RSS) come from os.wait4:
+Each run is its own process; wall time, CPU time (user + system: steadier than wall time on a shared machine) and
+peak memory (max RSS) come from os.wait4:
   baseline     the original approach, re-implemented here (GAIR-NLP/LIMR lim/lim_selection.py): json.load every
                step file and keep every sample of the run in memory, then score in Python
-  steps        lim_selection.py on the same step files (streamed)
-  jsonl        lim_selection.py on the same samples as our rollout log
+  steps        lim_selection.py on the same step files (one at a time)
+  jsonl        lim_selection.py on the same samples as our rollout log (its lines say their epoch)
   steps@K, jsonl@K   the same with fewer epochs / a log cut after K epochs: time per sample should stay flat
 The three full runs must select the same prompt texts. Results are printed and saved as JSON (--out).
 Performance claims are ratios to the baseline measured in the same run, never absolute times.
@@ -69,7 +70,7 @@ def baseline(steps_dir: Path, prompts_path: Path, output: Path, steps_per_epoch:
 
 
 def timed(cmd: list[str]) -> dict:
-    """Run cmd in a child process; its wall time and peak RSS (os.wait4 reports the child's own ru_maxrss)."""
+    """Run cmd in a child process; its wall and CPU time and peak RSS (os.wait4 reports the child's own usage)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -78,7 +79,8 @@ def timed(cmd: list[str]) -> dict:
     proc.stderr.close()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{err}")
-    return {"wall_s": round(wall, 3), "peak_mb": round(usage.ru_maxrss / 1024, 1)}
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "peak_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
 def cut_log(log: Path, out: Path, last_step: int) -> int:
@@ -114,8 +116,8 @@ def run(args) -> dict:
     prompts, steps, log = data / "prompts.json", data / "steps", data / "rollouts.jsonl"
     spe, epochs = args.steps_per_epoch, args.max_epochs
     n_samples = sum(1 for _ in open(log, "rb"))
-    common = ["--original_prompts_path", str(prompts), "--steps_per_epoch", str(spe), "--no_plots"]
-    ours = [sys.executable, str(ROOT / "lim_selection.py"), *common]
+    ours = [sys.executable, str(ROOT / "lim_selection.py"), "--original_prompts_path", str(prompts), "--no_plots"]
+    per_epoch = {"steps": ["--steps_per_epoch", str(spe)], "jsonl": []}  # the log's lines say their epoch
 
     results = {"samples": n_samples, "epochs": epochs, "steps_per_epoch": spe, "runs": {}}
     runs = results["runs"]
@@ -123,11 +125,11 @@ def run(args) -> dict:
         cmd = [sys.executable, __file__, "--baseline", str(data), "--out", str(work / "baseline.json")]
         runs["baseline"] = timed(cmd + ["--steps_per_epoch", str(spe), "--max_epochs", str(epochs)])
     for name, source in (("steps", steps), ("jsonl", log)):
-        out = ["--max_epochs", str(epochs), "--output_path", str(work / f"{name}.json")]
+        out = ["--max_epochs", str(epochs), "--output_path", str(work / f"{name}.json"), *per_epoch[name]]
         runs[name] = timed([*ours, "--train_samples_path", str(source), *out])
     for k in args.partial_epochs:  # linearity: a third, two thirds ... of the log
         runs[f"steps@{k}"] = timed([*ours, "--train_samples_path", str(steps), "--max_epochs", str(k),
-                                    "--output_path", str(work / f"steps{k}.json")])  # fmt: skip
+                                    "--output_path", str(work / f"steps{k}.json"), *per_epoch["steps"]])  # fmt: skip
         part = work / f"rollouts_{k}.jsonl"
         runs[f"jsonl@{k}"] = {"samples": cut_log(log, part, k * spe)}
         runs[f"jsonl@{k}"].update(timed([*ours, "--train_samples_path", str(part), "--max_epochs", str(k),
@@ -138,6 +140,7 @@ def run(args) -> dict:
         r["us_per_sample"] = round(r["wall_s"] / r["samples"] * 1e6, 3)
         if "baseline" in runs:
             r["speedup"] = round(runs["baseline"]["wall_s"] / r["wall_s"], 2)
+            r["cpu_speedup"] = round(runs["baseline"]["cpu_s"] / r["cpu_s"], 2)
     results["linear_fit"] = {fmt: linear_fit(runs, fmt) for fmt in ("steps", "jsonl") if args.partial_epochs}
     picks = {name: selected_texts(work / f"{name}.json") for name in ("baseline", "steps", "jsonl") if name in runs}
     results["same_selection"] = all(p == picks["steps"] for p in picks.values())
@@ -147,10 +150,12 @@ def run(args) -> dict:
 
 def print_table(results: dict) -> None:
     print(f"{results['samples']:,} samples, {results['epochs']} epochs x {results['steps_per_epoch']} steps")
-    print(f"{'run':<12}{'wall s':>9}{'peak MB':>10}{'us/sample':>11}{'vs baseline':>13}")
+    print(f"{'run':<12}{'wall s':>9}{'CPU s':>9}{'peak MB':>10}{'us/sample':>11}{'vs baseline':>13}{'(CPU)':>8}")
     for name, r in results["runs"].items():
         ratio = f"{r['speedup']:.1f}x" if "speedup" in r else "-"
-        print(f"{name:<12}{r['wall_s']:>9.2f}{r['peak_mb']:>10.0f}{r['us_per_sample']:>11.2f}{ratio:>13}")
+        cpu_ratio = f"{r['cpu_speedup']:.1f}x" if "cpu_speedup" in r else "-"
+        print(f"{name:<12}{r['wall_s']:>9.2f}{r['cpu_s']:>9.2f}{r['peak_mb']:>10.0f}{r['us_per_sample']:>11.2f}"
+              f"{ratio:>13}{cpu_ratio:>8}")  # fmt: skip
     for fmt, fit in results.get("linear_fit", {}).items():
         print(f"{fmt}: wall = {fit['fixed_s']:.2f} s + {fit['s_per_million_samples']:.2f} s per million samples "
               f"(worst point off by {fit['worst_relative_error']:.0%})")  # fmt: skip

@@ -7,7 +7,7 @@ Writes, under --out:
   prompts.json      the prompt file {id, prompt, answer, source}: MATH-8k itself when --prompts_path is given
   steps/step_{k}.json   the paper's fork format: one JSON list per training step of
                     {"prompt", "response", "reward", "response_length"}, written as the fork did (json.dump, indent=4)
-  rollouts.jsonl    our rollout log: one line per sample {"step", "id", "reward", "correct", "response_length", ...}
+  rollouts.jsonl    our rollout log: one line per sample {"step", "epoch", "id", "reward", "correct", ...}
 
 The schedule mirrors the paper's run: every epoch the prompts are shuffled and the first
 rollout_batch x steps_per_epoch of them (1,024 x 8 = 8,192 of 8,523) are sampled, 8 times each, so about 4%
@@ -145,7 +145,7 @@ def generate(args: argparse.Namespace) -> dict:
                     response, length = enc_pool[rng.randrange(len(enc_pool))]
                     rows.append((enc_prompt[pid], response, reward, length))
                     lines.append(
-                        f'{{"step": {step}, "id": {json.dumps(pid)}, "reward": {reward!r}, '
+                        f'{{"step": {step}, "epoch": {epoch + 1}, "id": {json.dumps(pid)}, "reward": {reward!r}, '
                         f'"correct": {"true" if reward == 1.0 else "false"}, "response_length": {length}, '
                         f'"extracted": "42", "split": "train"}}\n'
                     )

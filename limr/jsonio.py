@@ -148,3 +148,15 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
+
+
+def is_utf8(data: bytes, errors: str = "strict") -> bool:
+    """Whether json.load would decode these bytes (errors="surrogatepass" for json.loads of bytes, which takes
+    encoded surrogates). msgspec checks UTF-8 only in the fields it keeps, so its callers check the rest here."""
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8", errors)
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -15,7 +15,8 @@ BAD_FORMAT = -1.0  # no \boxed, >= 5 \boxed, garbled, long repeats, or cut off w
 # §2.2: LIM selection.
 THETA = 0.6  # keep s_i >= THETA (the release's 1,389 need >=; the paper writes >)
 LINEAR_THETA = 0.7  # the LINEAR baseline's threshold
-# The fork's step files: 8,523 prompts / 1,024 per batch, remainder dropped. Our OpenRLHF 0.11.2 runs keep it: 9.
+# Steps per epoch of the fork's step files: 8,523 prompts / 1,024 per batch, the remainder dropped. Our rollout log
+# needs none: its lines say their epoch (OpenRLHF 0.11.2 keeps the remainder: 9 steps a pass, limr/rollout_log.py).
 STEPS_PER_EPOCH = 8
 MAX_EPOCHS = 21
 

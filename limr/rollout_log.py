@@ -1,14 +1,17 @@
-"""The rollout log: one JSON line per scored sample, appended by one writer, resumable after a crash.
+"""The rollout log: one JSON line per scored sample, appended by one writer, resumable after a crash, and its reader.
 
-Layout (the contract `lim_selection.py` reads, with a fast path for exactly this key order and json.dumps'
-default separators):
+One line per training sample (train/reward_server.py writes them, `lim_selection.py` reads them):
 
-    {"step": 3, "id": "math8k-00017", "reward": 1.0, "correct": true, "response_length": 1234,
+    {"step": 12, "epoch": 2, "id": "math8k-00017", "reward": 1.0, "correct": true, "response_length": 1234,
      "extracted": "5", "format_error": null, "timed_out": false, "response_sha1": "3f2a0c9e5b7d1e44"}
 
-Evaluation rows go to a separate log with `"split": "eval"` after `response_length`; `--store_responses`
-adds `"response"` last. `response_length` counts characters (the server never sees tokens); `response_sha1`
-(logs from before it lack it) lets check_resume find a sample logged twice.
+`step` is OpenRLHF's 1-based training step. `epoch` is the 1-based pass over the prompts the sample belongs to
+(LIM's epoch k, as the paper counts k = 1..K); the server writes it when it counts passes (`--samples_per_epoch`),
+so a reader needs no steps-per-epoch (OpenRLHF 0.11 runs 9 steps a pass over MATH-8k, the paper's fork 8). Logs
+from before the field, or from a server without `--samples_per_epoch`, lack it. Readers take the keys in any order.
+Evaluation rows go to a separate log with `"split": "eval"`; their step and epoch are the training steps and passes
+completed when they arrived. `--store_responses` adds `"response"`. `response_length` counts characters (the server
+never sees tokens); `response_sha1` (logs from before it lack it) lets check_resume find a sample logged twice.
 
 The writer appends a request's lines with one `write` to a file opened with O_APPEND and no user-space buffer, so
 a line the server has answered for is in the kernel's hands before the reply leaves: a `kill -9` loses no answered
@@ -17,6 +20,10 @@ request's lines are all there or none. On opening, a torn last line (the machine
 can also leave NUL bytes) is moved to `<log>.torn` with a warning, and a whole last line that only lacks its
 newline gets one; the line count is where the step numbering resumes. A file that does not look like a rollout log
 is never appended to, and a file lock keeps a second writer out.
+
+The reader (count_samples) types each line with msgspec, a chunk at a time, and reads exactly what json.loads
+reads: a chunk msgspec refuses (or one that is not UTF-8, which msgspec checks only in the fields it keeps, or not
+one object a line) goes through json.loads line by line, which counts what it accepts and names the first bad line.
 """
 
 from __future__ import annotations
@@ -25,19 +32,21 @@ import fcntl
 import hashlib
 import json
 import os
-import re
-from collections.abc import Callable
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import numpy as np
+from tqdm import tqdm
 
 from limr.dataset import warn_stderr
-from limr.jsonio import DataError, dumps_line
+from limr.jsonio import DataError, dumps_line, is_number, is_utf8
 
-CHUNK = 1 << 20  # resume scans the log 1 MiB at a time
-LINE_START = b'{"step": '  # how every line of ours begins (log_row's first key, json.dumps' separators)
-# step, id and response_sha1 of a line: json.dumps escapes every quote inside a value, so these keys cannot be faked
-SAMPLE_KEY = re.compile(
-    rb'^\{"step": ([0-9]+), "id": "((?:[^"\\\n]|\\.)*)", [^\n]*?"response_sha1": "([0-9a-f]+)"', re.M
-)
+CHUNK = 1 << 18  # logs are read 256 KiB at a time: what msgspec decodes stays in the CPU cache (15% faster than 1 MiB)
 
 
 def step_of(index: int, samples_per_step: int, samples_per_epoch: int | None = None) -> int:
@@ -54,6 +63,11 @@ def step_of(index: int, samples_per_step: int, samples_per_epoch: int | None = N
     return epoch * -(-samples_per_epoch // samples_per_step) + within // samples_per_step + 1
 
 
+def epoch_of(index: int, samples_per_epoch: int | None) -> int | None:
+    """The 1-based pass over the prompts of the index-th (0-based) training sample; None when passes are not counted."""
+    return None if samples_per_epoch is None else index // samples_per_epoch + 1
+
+
 def response_sha1(response: str) -> str:
     """16 hex digits of the response's SHA-1: equal on two lines of one step, they are almost surely one sample
     logged twice (a retried request), which check_resume reports."""
@@ -68,10 +82,11 @@ def log_row(
     split: str = "train",
     response: str | None = None,
     sha1: str | None = None,
+    epoch: int | None = None,
 ) -> dict:
-    """One log line in the contract's key order; `graded` is a limr.pool.Graded, `sha1` the response_sha1."""
-    row = {
-        "step": step,
+    """One log line (see the layout above); `graded` is a limr.pool.Graded, `sha1` the response_sha1."""
+    row = {"step": step} if epoch is None else {"step": step, "epoch": epoch}
+    row |= {
         "id": prompt_id,
         "reward": graded.reward,
         "correct": graded.correct,
@@ -153,7 +168,7 @@ class RolloutLog:
             return
         # a power loss can leave the file's last blocks as NUL bytes (its size was updated, its data never written)
         written = tail.rstrip(b"\0")
-        if written and not written.startswith(LINE_START):  # not a line this writer began: not ours to cut
+        if written and not written.startswith(b"{"):  # not a line this writer began: not ours to cut
             raise DataError(f"{self.path}: ends in {len(tail)} bytes that are not a rollout-log line; not appending")
         torn = self.path.with_name(self.path.name + ".torn")
         with open(torn, "ab") as f:
@@ -223,28 +238,241 @@ def check_resume(
         )
 
 
+class _SampleKey(msgspec.Struct):
+    step: int
+    id: str
+    response_sha1: str | None = None
+
+
 def find_duplicates(path: str | os.PathLike) -> list[tuple[int, int]]:
     """(line, earlier line) for each line whose prompt id and response_sha1 match a line of the same or the
     previous step: one sample logged twice. Lines without response_sha1 (logs from before it) are not checked."""
-    duplicates, seen, previous, current_step, lineno = [], {}, {}, None, 0
+    decode = msgspec.json.Decoder(_SampleKey).decode
+    duplicates, seen, previous, current_step = [], {}, {}, None
     with open(path, "rb") as f:
-        carry = b""
-        while chunk := f.read(CHUNK):
-            buf = carry + chunk
-            end = buf.rfind(b"\n") + 1
-            last, lineno_at = 0, lineno + 1  # the line number at buf[last]
-            for m in SAMPLE_KEY.finditer(buf, 0, end):
-                lineno_at += buf.count(b"\n", last, m.start())
-                last = m.start()
-                step = int(m.group(1))
-                if step != current_step:
-                    previous, seen, current_step = seen, {}, step
-                key = (m.group(2), m.group(3))
-                first = seen.get(key) or previous.get(key)
-                if first:
-                    duplicates.append((lineno_at, first))
-                else:
-                    seen[key] = lineno_at
-            lineno += buf.count(b"\n", 0, end)
-            carry = buf[end:]
+        for lineno, line in enumerate(f, 1):
+            try:
+                row = decode(line)
+            except msgspec.DecodeError:  # not a line of ours (the opening check has seen the last one)
+                continue
+            if row.response_sha1 is None:
+                continue
+            if row.step != current_step:
+                previous, seen, current_step = seen, {}, row.step
+            key = (row.id, row.response_sha1)
+            first = seen.get(key) or previous.get(key)
+            if first:
+                duplicates.append((lineno, first))
+            else:
+                seen[key] = lineno
     return duplicates
+
+
+# ---- The reader ---------------------------------------------------------------------------------------------------
+
+NEWLINE, OPEN, CLOSE = b"\n{}"
+FINITE = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]  # no NaN, no infinity
+POSITIVE = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class LogLine(msgspec.Struct, gc=False):  # gc=False: scalar fields only, so 1.4 M of them cost the collector nothing
+    """The fields of a line the reader keeps; the others are checked as JSON and skipped."""
+
+    step: POSITIVE
+    id: str
+    reward: FINITE
+    epoch: POSITIVE | None = None
+    split: str = "train"
+
+
+@dataclass
+class LogCounts:
+    """A training log counted: samples[(step, epoch or None, prompt id, success)] = how many; success is reward 1
+    (the paper's definition; a line without a reward may give `correct` instead)."""
+
+    samples: Counter = field(default_factory=Counter)
+    eval_rows: int = 0  # evaluation rows in the training log (skipped)
+    torn_last_line: int | None = None  # the line number of a torn last line (skipped with a warning)
+
+    def columns(self) -> tuple[np.ndarray, tuple, tuple, np.ndarray, np.ndarray]:
+        """samples as columns: step, epoch (None where missing), prompt id, success, samples; in log order."""
+        steps, epochs, pids, oks = zip(*self.samples, strict=True) if self.samples else ((),) * 4
+        n = np.fromiter(self.samples.values(), np.int64, len(self.samples))
+        return np.array(steps, dtype=np.int64), epochs, pids, np.array(oks, dtype=bool), n
+
+
+def count_samples(path: Path, warn: Callable[[str], None] = warn_stderr) -> LogCounts:
+    """Count a rollout log's training samples, streaming (a paper-scale log is 1.4 M lines)."""
+    counts, lineno, carry = LogCounts(), 0, b""
+    decode_lines = msgspec.json.Decoder(LogLine).decode_lines
+    bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"reading {path.name}", disable=None)
+    for chunk, is_last in _read_ahead(path, bar):
+        buf = carry + chunk
+        if is_last:  # the file's last line is read on its own below: a torn one is skipped, not fatal
+            buf = buf.rstrip()
+        end = buf.rfind(b"\n") + 1
+        lines, carry = buf[:end], buf[end:]
+        data = np.frombuffer(lines, np.uint8)
+        ends = np.flatnonzero(data == NEWLINE)
+        try:
+            if not (_one_object_a_line(data, ends) and is_utf8(lines, "surrogatepass")):
+                raise ValueError
+            rows = decode_lines(lines)
+            if len(rows) != len(ends):
+                raise ValueError
+        except (msgspec.DecodeError, ValueError):  # json.loads says what the line is
+            _count_strictly(path, lines, lineno, counts)
+        else:
+            train = [r for r in rows if r.split != "eval"]
+            counts.eval_rows += len(rows) - len(train)
+            counts.samples.update((r.step, r.epoch, r.id, r.reward == 1) for r in train)
+        lineno += len(ends)
+    bar.close()
+    if carry:
+        try:
+            obj = json.loads(carry)
+        except ValueError:
+            warn(f"{path}:{lineno + 1}: skipping a torn last line (written when the run stopped?)")
+            counts.torn_last_line = lineno + 1
+        else:
+            _count_object(counts, obj, f"{path}:{lineno + 1}")
+    return counts
+
+
+def _read_ahead(path: Path, bar: tqdm) -> Iterator[tuple[bytes, bool]]:
+    """(chunk, is_last) of a file read CHUNK bytes at a time, one chunk ahead so the last one is known."""
+    with open(path, "rb") as f:
+        chunk = f.read(CHUNK)
+        while chunk:
+            more = f.read(CHUNK)
+            bar.update(len(chunk))
+            yield chunk, not more
+            chunk = more
+
+
+def _one_object_a_line(data: np.ndarray, ends: np.ndarray) -> bool:
+    """msgspec's decode_lines reads values separated by any whitespace, newlines included. Every line (the bytes
+    `data`, its newlines at `ends`) beginning with '{' and ending with '}' keeps each value on its line ('}' then '{'
+    is JSON only between two values), so a line holds one object when msgspec finds as many as there are lines."""
+    if not len(ends):
+        return False
+    return data[0] == OPEN and bool((data[ends - 1] == CLOSE).all() and (data[ends[:-1] + 1] == OPEN).all())
+
+
+def _count_strictly(path: Path, lines: bytes, lineno: int, counts: LogCounts) -> None:
+    for n, line in enumerate(lines.split(b"\n"), lineno + 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            raise DataError(f"{path}:{n}: not valid JSON ({e})") from None
+        _count_object(counts, obj, f"{path}:{n}")
+
+
+def _count_object(counts: LogCounts, obj, where: str) -> None:
+    """Count one parsed line (evaluation rows are skipped); DataError if it breaks the contract."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if obj.get("split") == "eval":
+        counts.eval_rows += 1
+        return
+    step, epoch, pid = obj.get("step"), obj.get("epoch"), obj.get("id")
+    if not _positive_int(step):
+        raise DataError(f"{where}: 'step' must be a positive integer (1-based training step), got {step!r}")
+    if epoch is not None and not _positive_int(epoch):
+        raise DataError(f"{where}: 'epoch' must be a positive integer (1-based pass over the prompts), got {epoch!r}")
+    if not isinstance(pid, str):
+        raise DataError(f"{where}: 'id' must be a string (the prompt id), got {pid!r}")
+    if "reward" in obj:
+        if not is_number(obj["reward"]):
+            raise DataError(f"{where}: 'reward' must be a number, got {obj['reward']!r}")
+        ok = obj["reward"] == 1
+    elif isinstance(obj.get("correct"), bool):
+        ok = obj["correct"]
+    else:
+        raise DataError(f"{where}: a sample needs 'reward' (a number) or 'correct' (true/false)")
+    counts.samples[step, epoch, pid, ok] += 1
+
+
+def _positive_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+
+def steps_per_epoch_of(
+    path: Path,
+    steps: np.ndarray,
+    epochs: tuple,
+    given: int | None,
+    default: int | None = None,
+    warn: Callable[[str], None] = warn_stderr,
+) -> int:
+    """The steps in one epoch (columns from LogCounts.columns): the log's own when its lines carry their epoch (a
+    `given` one must agree), else `given` or `default`, with a warning. Each line's epoch must be its step's."""
+    pairs = set(zip(steps.tolist(), epochs, strict=True))
+    labelled = {(step, epoch) for step, epoch in pairs if epoch is not None}
+    flag = "--steps_per_epoch"
+    if labelled and len(labelled) == len(pairs):
+        found = max((step for step, epoch in labelled if epoch == 1), default=None)
+        if found is None:
+            raise DataError(f"{path}: no sample of epoch 1 (the lines' 'epoch' counts passes from 1)")
+        if given is not None and given != found:
+            raise DataError(f"{path}: {flag} {given} contradicts the log, whose lines carry their epoch: {found} steps "
+                            f"each. Leave out {flag}")  # fmt: skip
+        steps_per_epoch, hint = found, "its epochs are not of equal length"
+    else:
+        steps_per_epoch = given or default
+        if steps_per_epoch is None:
+            raise DataError(f"{path}: its lines carry no epoch: pass the run's {flag}")
+        source = f"{flag} {given}" if given else f"the default {flag} {default} (pass the run's)"
+        warn(f"{path}: lines without an epoch (a log from before the field, or a server without "
+             f"--samples_per_epoch): epochs of {steps_per_epoch} steps from {source}")  # fmt: skip
+        hint = f"pass the run's {flag}"
+    for step, epoch in sorted(labelled):
+        if (step - 1) // steps_per_epoch + 1 != epoch:
+            raise DataError(f"{path}: step {step} is logged in epoch {epoch}, but epochs of {steps_per_epoch} steps "
+                            f"put it in epoch {(step - 1) // steps_per_epoch + 1}: {hint}")  # fmt: skip
+    return steps_per_epoch
+
+
+@dataclass
+class EpochTally:
+    """Samples and successes (reward 1) per prompt and epoch: row i of each array is prompt ids[i], column k epoch k+1."""
+
+    ids: list[str]
+    successes: np.ndarray  # int64, prompts x epochs
+    samples: np.ndarray
+
+    @classmethod
+    def of(cls, ids: Iterable[str], pids, epochs: np.ndarray, oks: np.ndarray, n: np.ndarray, num_epochs: int):
+        """From columns, one entry per group of samples: prompt id, 0-based epoch (< num_epochs), success, samples.
+        Rows follow `ids` (every prompt seen, in the input's order, some perhaps only past num_epochs)."""
+        ids = list(dict.fromkeys(ids))
+        row = {pid: i for i, pid in enumerate(ids)}
+        cells = (np.fromiter(map(row.__getitem__, pids), np.int64, len(pids)), epochs)
+        successes, samples = np.zeros((2, len(ids), num_epochs), dtype=np.int64)
+        np.add.at(samples, cells, n)
+        np.add.at(successes, cells, n * oks)
+        return cls(ids, successes, samples)
+
+    def accuracy(self) -> dict[str, list[float | None]]:
+        """Each prompt's accuracy per epoch: the share of its samples with reward 1; None where it was not sampled."""
+        return {
+            pid: [c / n if n else None for c, n in zip(correct, total, strict=True)]
+            for pid, correct, total in zip(self.ids, self.successes.tolist(), self.samples.tolist(), strict=True)
+        }
+
+    def curve(self) -> list[float]:
+        """The run's accuracy per epoch, over all its samples."""
+        return (self.successes.sum(axis=0) / self.samples.sum(axis=0)).tolist()
+
+
+def epoch_tally(
+    path: Path, steps_per_epoch: int | None = None, warn: Callable[[str], None] = warn_stderr
+) -> EpochTally:
+    """A whole log's tally, every epoch (the miniature's training curve); LIM's reader adds its own checks."""
+    steps, epochs, pids, oks, n = count_samples(path, warn).columns()
+    if not len(steps):
+        raise DataError(f"{path}: no training samples")
+    epoch = (steps - 1) // steps_per_epoch_of(path, steps, epochs, steps_per_epoch, warn=warn)
+    return EpochTally.of(pids, pids, epoch, oks, n, int(epoch.max()) + 1)

@@ -102,15 +102,6 @@ def write_tasks(out: Path, pool: list[dict], test: list[dict], cfg: dict) -> Pat
     return data
 
 
-def epoch_accuracy(log: Path, steps_per_epoch: int) -> list[float]:
-    from limr.jsonio import iter_jsonl
-
-    by_epoch: dict[int, list[bool]] = {}
-    for _, row in iter_jsonl(log):
-        by_epoch.setdefault((row["step"] - 1) // steps_per_epoch, []).append(row["correct"])
-    return [sum(v) / len(v) for _, v in sorted(by_epoch.items())]
-
-
 def seed_list(text: str) -> list[int]:
     """--seeds 0,1,2: distinct non-negative integers."""
     from limr.cli import int_in
@@ -208,6 +199,7 @@ def run_seed(args, cfg: dict, seed: int, out: Path) -> tuple[dict, dict, dict]:
     """The whole loop for one seed into `out`; returns its selection facts, stage times and prompts per run."""
     from transformers import AutoModelForCausalLM
 
+    from limr.rollout_log import epoch_tally
     from mini import report
     from mini.grpo import train
     from mini.policy import build_model, build_tokenizer, n_params, save, sft
@@ -243,7 +235,7 @@ def run_seed(args, cfg: dict, seed: int, out: Path) -> tuple[dict, dict, dict]:
     stage1_log = out / "rollouts" / "stage1.jsonl"
     with reward_server(stage1_log, B * G, len(pool) * G, args.workers) as url:
         train(model, tokenizer, pool, cfg, spe * cfg["epochs"], url, out / "stage1" / "ckpt", seed, None)
-    accs = epoch_accuracy(stage1_log, spe)
+    accs = epoch_tally(stage1_log).curve()  # the log says each sample's pass
     print("training accuracy by epoch:", " ".join(f"{a:.3f}" for a in accs))
     timed("stage 1", t0)
 
@@ -255,7 +247,7 @@ def run_seed(args, cfg: dict, seed: int, out: Path) -> tuple[dict, dict, dict]:
     by_id = {it["id"]: it for it in pool}
     subsets = {"full": pool}
     common = ["--train_samples_path", stage1_log, "--original_prompts_path", data / "pool.json",
-              "--steps_per_epoch", spe, "--max_epochs", cfg["epochs"], "--seed", seed]  # fmt: skip
+              "--max_epochs", cfg["epochs"], "--seed", seed]  # fmt: skip
     for name, method in RUNS.items():
         if method is None:
             continue

@@ -100,6 +100,7 @@ def simulate_run(prompts, curves, args, log_path: Path, rng: random.Random) -> i
                 for (p, text), g in zip(jobs, graded, strict=True):
                     row = {
                         "step": step,
+                        "epoch": epoch + 1,  # as the reward server writes it: no --steps_per_epoch for LIM
                         "id": p["id"],
                         "reward": g.reward,
                         "correct": g.correct,
@@ -143,8 +144,6 @@ def main(argv: list[str] | None = None) -> int:
         out / "rollouts.jsonl",
         "--original_prompts_path",
         out / "prompts.json",
-        "--steps_per_epoch",
-        args.steps_per_epoch,
         "--max_epochs",
         args.epochs,
     ]

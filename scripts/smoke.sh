@@ -42,12 +42,13 @@ PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} "$PYTHON" -c "$MAKE" "$VALIDATION_JSO
 MATH8K_PROMPTS=$SMOKE_DIR/prompts.jsonl VALIDATION=$SMOKE_DIR/validation.jsonl OUT=$SMOKE_DIR \
     bash scripts/train_math.8k.sh
 
-# 3. LIM on its rollout log (one pass = one epoch), 4. vLLM evaluation of its last checkpoint.
-STEPS_PER_EPOCH=$(((SMOKE_PROMPTS + ROLLOUT_BATCH_SIZE - 1) / ROLLOUT_BATCH_SIZE))
+# 3. LIM on its rollout log (one pass = one epoch: the log's lines say theirs), 4. vLLM evaluation of its last
+# checkpoint.
+STEPS_PER_PASS=$(((SMOKE_PROMPTS + ROLLOUT_BATCH_SIZE - 1) / ROLLOUT_BATCH_SIZE))
 # shellcheck disable=SC2034  # LIM and EVAL are read through declare -n below
 LIM=("$PYTHON" lim_selection.py --train_samples_path "$SMOKE_DIR/math8k/rollouts.jsonl" --original_prompts_path
-    "$SMOKE_DIR/prompts.json" --output_path "$SMOKE_DIR/lim/limr.json" --steps_per_epoch "$STEPS_PER_EPOCH"
-    --max_epochs "$((TRAIN_STEPS / STEPS_PER_EPOCH))" --no_plots)
+    "$SMOKE_DIR/prompts.json" --output_path "$SMOKE_DIR/lim/limr.json" --max_epochs "$((TRAIN_STEPS / STEPS_PER_PASS))"
+    --no_plots)
 # shellcheck disable=SC2034
 EVAL=(bash eval/eval.sh --run_path "$SMOKE_DIR/math8k/ckpt" --step latest --name smoke --out "$SMOKE_DIR/eval"
     --limit 8 --max_new_tokens 1024)

@@ -304,7 +304,7 @@ def test_smoke_run(data, tmp_path, openrlhf_main):
     assert server[server.index("--samples_per_epoch") + 1] == str(sum(lines))
     assert "--token" in server
 
-    # LIM on a log of the smoke run's shape (the reward server's lines: step, id, reward, correct), as printed
+    # LIM on a log of the smoke run's shape (the reward server's lines: step, epoch, id, reward, correct), as printed
     prompts = json.loads((smoke / "prompts.json").read_text())
     log = smoke / "math8k" / "rollouts.jsonl"
     log.parent.mkdir(parents=True)
@@ -316,6 +316,7 @@ def test_smoke_run(data, tmp_path, openrlhf_main):
                     ok = k < step + int(p["id"][1:]) % 3
                     row = {
                         "step": step,
+                        "epoch": (step - 1) // 3 + 1,  # a pass is 3 steps
                         "id": p["id"],
                         "reward": 1.0 if ok else -0.5,
                         "correct": ok,

@@ -1,6 +1,6 @@
 """Tests of lim_selection.py: the release's 1,389 from its scores.json, LIM against the formula on a real history,
-the original's fill rule, every method, both log readers (fast paths against json.loads), bad inputs, and the
-benchmark scripts at a tiny scale."""
+the original's fill rule, every method, both readers (rollout log and step files, hostile input too, against
+json.loads), the epoch the log carries, bad inputs, and the benchmark scripts at a tiny scale."""
 
 import importlib.util
 import json
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+import limr.rollout_log
 from limr.dataset import ids_by_text
+from limr.jsonio import is_number
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,29 +61,47 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def reference_accuracy(log: Path, steps_per_epoch: int, epochs: int) -> dict:
-    """An independent reader: json.loads every line, reward == 1 is a success."""
+    """An independent reader: json.loads every line, reward == 1 is a success (correct without a reward)."""
     counts = {}
-    lines = log.read_text(encoding="utf-8").splitlines()
+    lines = log.read_bytes().rstrip().split(b"\n")
     for n, line in enumerate(lines):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except ValueError:
-            assert n == len(lines) - 1
+            assert n == len(lines) - 1, f"line {n + 1} is not JSON"  # only a torn last line is skipped
             continue
         if row.get("split") == "eval":
             continue
+        assert type(row["step"]) is int and row["step"] >= 1 and isinstance(row["id"], str)  # not a bool
         epoch = (row["step"] - 1) // steps_per_epoch
+        assert row.get("epoch") is None or (type(row["epoch"]) is int and row["epoch"] == epoch + 1)
+        ok = row["reward"] == 1 if "reward" in row else row["correct"]
+        assert is_number(row["reward"]) if "reward" in row else isinstance(ok, bool)
         if epoch < epochs:
             c = counts.setdefault(row["id"], [[0, 0] for _ in range(epochs)])[epoch]
-            c[0] += row["reward"] == 1 if "reward" in row else row["correct"]
+            c[0] += ok
             c[1] += 1
     return {pid: [c / t if t else None for c, t in h] for pid, h in counts.items()}
 
 
 def read_log(path: Path, known=None, steps_per_epoch=2, epochs=3) -> dict:
-    return lim.epoch_accuracy(lim.scan_rollout_log(path, known, steps_per_epoch, epochs), epochs)
+    return lim.scan_rollout_log(path, known, steps_per_epoch, epochs).tally.accuracy()
+
+
+def reference_or_error(read, reference) -> tuple:
+    """("ok", what `read` gives) when the reference reader takes the input, else ("error", read's DataError), and
+    what the reference says: a reader must agree with json.loads on what it accepts, and reject the rest."""
+    try:
+        expected = ("ok", reference())
+    except (ValueError, KeyError, AssertionError, TypeError, AttributeError):
+        expected = ("error", None)
+    try:
+        got = ("ok", read())
+    except lim.DataError as e:
+        got = ("error", None if expected[0] == "error" else str(e))
+    return got, expected
 
 
 # --- the release and a real history -------------------------------------------------------------------------------
@@ -217,21 +237,11 @@ def test_rand_is_seeded_and_in_pool_order():
 # --- the rollout log -----------------------------------------------------------------------------------------------
 
 
-def count_calls(monkeypatch, name: str) -> list:
-    calls, original = [], getattr(lim, name)
-    monkeypatch.setattr(lim, name, lambda *a: calls.append(1) or original(*a))
-    return calls
-
-
 def test_log_reader_matches_json_loads_on_a_generated_run(tiny, monkeypatch):
     expected = reference_accuracy(tiny / "rollouts.jsonl", 2, 3)
-    strict = count_calls(monkeypatch, "_strict_log_lines")
-    assert read_log(tiny / "rollouts.jsonl") == expected
-    monkeypatch.setattr(lim, "CHUNK", 997)  # many chunk boundaries, mid-line
-    assert read_log(tiny / "rollouts.jsonl") == expected
-    assert not strict  # all of it through the fast path
-    monkeypatch.setattr(lim, "_fast_log_lines", lambda *a: False)  # json.loads only
-    assert read_log(tiny / "rollouts.jsonl") == expected
+    assert read_log(tiny / "rollouts.jsonl", steps_per_epoch=None) == expected  # its lines carry their epoch
+    monkeypatch.setattr(limr.rollout_log, "CHUNK", 997)  # many chunk boundaries, mid-line
+    assert read_log(tiny / "rollouts.jsonl", steps_per_epoch=2) == expected  # the same epochs, given
 
 
 def line(step, pid, reward, **extra):
@@ -240,39 +250,38 @@ def line(step, pid, reward, **extra):
     )
 
 
-# (lines, fast: whether the regex path takes them whole, what it tests): each must read as json.loads per line does
+# (lines, what it tests): each must read as json.loads per line reads it
 LOGS = [
-    ([line(s, p, r) for s in (1, 3, 5) for p in "ab" for r in (1.0, -0.5)], True, "the contract"),
-    ([line(1, "a", 1.0, response='say "hi" {"step": 2}'), line(3, "a", 1), line(5, "a", -1)], True, "tricky fields"),
-    ([json.dumps({"id": "a", "reward": 1.0, "step": 1}), line(3, "a", 1.0), line(5, "a", 0)], False, "key order"),
-    ([line(1, "a", 1.0), line(1, 'é"x', 1.0), line(3, 'é"x', -0.5), line(5, 'é"x', 1.0)] * 2, False, "escapes"),
-    ([line(1, "a", 1.0), line(1, "é", 1.0), line(3, "é\\x", -0.5), line(5, "é", 1.0)] * 2, True, "escaped ids"),
+    ([line(s, p, r) for s in (1, 3, 5) for p in "ab" for r in (1.0, -0.5)], "the contract"),
+    ([line(1, "a", 1.0, response='say "hi" {"step": 2}'), line(3, "a", 1), line(5, "a", -1)], "tricky fields"),
+    ([json.dumps({"id": "a", "reward": 1.0, "step": 1}), line(3, "a", 1.0), line(5, "a", 0)], "key order"),
+    ([line(1, "a", 1.0), line(1, 'é"x', 1.0), line(3, 'é"x', -0.5), line(5, 'é"x', 1.0)] * 2, "escapes"),
     (
-        [line(1, "a", 1.0, extracted='"split": "eval"', split="train"), line(3, "a", 1), line(5, "a", -1)],
-        True,
-        "train",
-    ),
-    ([line(1, "a", 1.0, split="eval"), line(1, "a", -0.5, split="train"), line(3, "a", 1.0)], False, "eval rows"),
-    ([json.dumps({"step": s, "id": "a", "correct": True}) for s in (1, 3, 5)], False, "correct without a reward"),
-    ([line(1, "a", 1.0) + "\r", line(3, "a", 1.0) + "  ", "", line(5, "a", 1e0)], False, "CRLF, spaces, blank"),
-    ([line(1, "a", 1.0), line(3, "a", 1.0), '{"step": 5, "id": "a", "rew'], True, "torn last line"),
-    ([line(s, "a", 1.0) for s in range(1, 9)], True, "steps after --max_epochs are ignored"),
+        [line(1, "a", 1.0, ensure_ascii=False)]
+        + [json.dumps({"step": s, "id": "é", "reward": 1}, ensure_ascii=False) for s in (1, 3, 5)],
+        "raw UTF-8",
+    ),  # fmt: skip
+    ([line(1, "a", 1.0, extracted='"split": "eval"', split="train"), line(3, "a", 1), line(5, "a", -1)], "train"),
+    ([line(1, "a", 1.0, split="eval"), line(1, "a", -0.5, split="train"), line(3, "a", 1.0)], "eval rows"),
+    ([json.dumps({"step": s, "id": "a", "correct": True}) for s in (1, 3, 5)], "correct without a reward"),
+    ([line(1, "a", 1.0) + "\r", line(3, "a", 1.0) + "  ", "", line(5, "a", 1e0)], "CRLF, spaces, blank"),
+    ([line(1, "a", 1.0), line(3, "a", 1.0), '{"step": 5, "id": "a", "rew'], "torn last line"),
+    ([line(s, "a", 1.0) for s in range(1, 9)], "steps after --max_epochs are ignored"),
+    ([line(s, "a", 1.0, epoch=(s + 1) // 2) for s in range(1, 7)], "lines with their epoch among lines without"),
 ]
 
 
-@pytest.mark.parametrize("rows,fast,what", LOGS, ids=[w for *_, w in LOGS])
+@pytest.mark.parametrize("rows,what", LOGS, ids=[w for _, w in LOGS])
 @pytest.mark.parametrize("chunk", [1 << 20, 50])
-def test_log_reader_table(tmp_path, monkeypatch, rows, fast, what, chunk):
-    monkeypatch.setattr(lim, "CHUNK", chunk)
+def test_log_reader_table(tmp_path, monkeypatch, rows, what, chunk):
+    monkeypatch.setattr(limr.rollout_log, "CHUNK", chunk)
+    rows = [r.replace(', "ensure_ascii": false', "") for r in rows]
     log = write_jsonl(tmp_path / "log.jsonl", [line(s, "pad", -0.5) for s in range(1, 7)] + rows)  # every step
-    strict = count_calls(monkeypatch, "_strict_log_lines")
     assert read_log(log, epochs=3) == reference_accuracy(log, 2, 3), what
-    if chunk > 1000:
-        assert bool(strict) != fast, what
 
 
-# Valid JSON the server never writes, and lines that only look like ours: the fast path must read each exactly as
-# json.loads does (or leave it to json.loads), never count a line twice, never count one json.loads rejects.
+# Valid JSON the server never writes, and lines that only look like ours: each is read exactly as json.loads reads
+# it, or rejected when json.loads (or the contract) rejects it; never counted twice
 HOSTILE = [
     '{"step": 1, "id": "a", "reward": 1.0, "correct": true, "reward": -0.5}',  # a duplicate key: the last one counts
     '{"step": 1, "id": "a", "reward": 1.0, "id": "b"}',
@@ -280,79 +289,91 @@ HOSTILE = [
     '{"step": 1, "id": "a", "reward": 1.0, "split": "\\u0065val"}',  # an escaped evaluation row
     '{"step": 1, "id": "a", "reward": 1.0, "split": "train", "split": "eval"}',
     '{"step": 1, "id": "a", "reward": 1.0, "spl\\u0069t": "eval"}',  # an escaped key
+    '{"step": 1, "id": "a", "reward": 1.0, "split": 5}',  # not an evaluation row: counted
     '{"step": 1, "id": "a", "reward": 1.0, "correct": tru}',  # garbage after a value
     '{"step": 1, "id": "a", "reward": 1.0, "correct": true}}',
     '{"step": 1, "id": "a", "reward": 1.0, "correct": true} x',
+    '{"step": 1, "id": "a", "reward": 1.0} {"step": 3, "id": "a", "reward": 1.0}',  # two objects on one line
     '{"step": 1, "id": "a", "reward": 1.0 , "correct": true}',
     '{"step": 1, "id": "a\\", "reward": 1.0, "correct": true}',  # an id whose quote is escaped
     '{"step": 1, "id": "a", "reward": 1.0e999, "correct": true}',  # infinity
+    '{"step": 1, "id": "a", "reward": NaN, "correct": true}',
+    '{"step": 1, "id": "a", "reward": 1.0, "x": NaN}',  # json.loads takes NaN where no one reads it
     '{"step": 1, "id": "a", "reward": 01, "correct": true}',  # not a JSON number
     '{"step": 01, "id": "a", "reward": 1, "correct": true}',
+    '{"step": 1.0, "id": "a", "reward": 1}',
+    '{"step": true, "id": "a", "reward": 1}',
+    '{"step": 1, "id": "a", "reward": true}',
+    '{"step": 1, "id": "a", "reward": null, "correct": true}',
     '{"step": 1, "id": "a", "reward": 1, "x": {"step": 2, "id": "a", "reward": 1}}',  # a nested object
-    '{"step": 1, "id": "a", "reward": 1, "x": [1, 2]}',
+    '{"step": 1, "id": "a", "reward": 1, "x": [1, {"y": 2}]}',
+    '{"step": 1, "id": {"a": 1}, "reward": 1}',  # a nested object where a value is read
     '{"step": 1, "id": "a\t", "reward": 1, "correct": true}',  # a raw control character in a string
     '{"step": 1, "id": "a\\\\", "reward": 1.0, "correct": true}',  # an id ending in a backslash
     '{"step": 1, "id": "\\u00e9\\n", "reward": 1.0, "correct": true}',  # escapes json.loads reads
     '{"step": 1, "id": "a", "reward": 1, "correct": true, "step": 1}',
     '{"step": 1, "id": "a", "reward": 1, "correct": true, "extracted": "\\ud800"}',  # a lone surrogate, escaped
+    '{"step": 1, "id": "a", "reward": 1, "x": 123456789012345678901234567890}',
+    '{"step": 1, "epoch": 1, "id": "a", "reward": 1}',  # an epoch that agrees with the step
+    '{"step": 1, "epoch": 2, "id": "a", "reward": 1}',  # one that does not
+    '{"step": 1, "epoch": true, "id": "a", "reward": 1}',
+    '{"step": 1, "epoch": 0, "id": "a", "reward": 1}',
+    '{"step": 1, "epoch": "1", "id": "a", "reward": 1}',
+    '{"step": 1, "epoch": null, "id": "a", "reward": 1}',
+    '{"step": 1, "epoch": 2, "id": "a", "reward": 1, "epoch": 1}',
+    "[1, 2]",  # lines that are not an object
+    '"step"',
+    "null",
+    "",  # blank lines are skipped
+    "   ",
 ]
 HOSTILE_BYTES = [
     b'{"step": 1, "id": "\xed\xa0\x80", "reward": 1.0}',  # an encoded surrogate: json.loads takes it
+    b'{"step": 1, "id": "a", "reward": 1.0, "extracted": "\xed\xa0\x80"}',
     b'{"step": 1, "id": "a", "reward": 1.0, "extracted": "\xff"}',  # not UTF-8: json.loads rejects it
+    b'{"step": 1, "id": "\xc3", "reward": 1.0}',
+    b"\xef\xbb\xbf" + line(1, "a", 1.0).encode(),  # a byte order mark
 ]
 
 
-def test_the_servers_own_lines_take_the_fast_path(tmp_path, monkeypatch):
-    """Lines as limr.rollout_log writes them (hostile model output in `extracted`, a stored response) are all read
-    by the fast path, and read as json.loads reads them."""
-    from limr.pool import Graded
-    from limr.rollout_log import RolloutLog, log_row
-
-    answers = ["5", 'say "hi"', "\\frac{1}{2}", "π\u2028", "\ud800", None, '"split": "eval"']
-    log = RolloutLog(tmp_path / "log.jsonl")
-    for n in range(60):
-        step, pid = n // 10 + 1, "ab"[n % 2]
-        graded = Graded(1.0 if n % 3 else -0.5, n % 3 > 0, answers[n % 7], None if n % 5 else "no box", 0.01)
-        log.write(log_row(step, pid, graded, n, response=None if n % 4 else f'\\boxed{{{n}}} "x"\n'))
-    log.close()
-    strict = count_calls(monkeypatch, "_strict_log_lines")
-    got = read_log(tmp_path / "log.jsonl", epochs=3)
-    assert not strict and got == strict_or_error(tmp_path / "log.jsonl", monkeypatch)
-
-
-def strict_or_error(log: Path, monkeypatch) -> object:
-    """What json.loads line by line makes of a log: its accuracies, or the error message."""
-    with monkeypatch.context() as m:
-        m.setattr(lim, "_fast_log_lines", lambda *a: False)
-        try:
-            return read_log(log, epochs=3)
-        except lim.DataError as e:
-            return str(e)
-
-
 @pytest.mark.parametrize("bad", HOSTILE + HOSTILE_BYTES)
-@pytest.mark.parametrize("where", ["first", "middle"])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
 @pytest.mark.parametrize("chunk", [1 << 20, 64])
-def test_log_reader_never_disagrees_with_json_loads(tmp_path, monkeypatch, bad, where, chunk):
-    monkeypatch.setattr(lim, "CHUNK", chunk)
+def test_hostile_log_lines_read_as_json_loads_reads_them(tmp_path, monkeypatch, bad, where, chunk):
+    monkeypatch.setattr(limr.rollout_log, "CHUNK", chunk)
     good = [line(s, p, r).encode() for s in range(1, 7) for p in "ab" for r in (1.0, -0.5)]
     bad = bad if isinstance(bad, bytes) else bad.encode()
-    rows = [bad, *good] if where == "first" else [*good[:7], bad, *good[7:]]
+    rows = {"first": [bad, *good], "middle": [*good[:7], bad, *good[7:]], "last": [*good, bad]}[where]
     log = tmp_path / "log.jsonl"
     log.write_bytes(b"\n".join(rows) + b"\n")
-    try:
-        got = read_log(log, epochs=3)
-    except lim.DataError as e:
-        got = str(e)
-    assert got == strict_or_error(log, monkeypatch)
+    got, expected = reference_or_error(lambda: read_log(log, epochs=3), lambda: reference_accuracy(log, 2, 3))
+    assert got == expected
+
+
+def test_the_servers_own_lines_read_as_json_loads_reads_them(tmp_path, monkeypatch):
+    """Lines as limr.rollout_log writes them (hostile model output in `extracted`, a stored response), in passes,
+    all typed by msgspec (json.loads line by line is for what msgspec refuses: 6x slower)."""
+    from limr.pool import Graded
+    from limr.rollout_log import RolloutLog, epoch_of, log_row, step_of
+
+    answers = ["5", 'say "hi"', "\\frac{1}{2}", "π\u2028", "é", None, '"split": "eval"']  # "\ud800": HOSTILE
+    log = RolloutLog(tmp_path / "log.jsonl")
+    for n in range(60):  # 3 passes of 20 samples in steps of 10
+        graded = Graded(1.0 if n % 3 else -0.5, n % 3 > 0, answers[n % 7], None if n % 5 else "no box", 0.01)
+        response = None if n % 4 else f'\\boxed{{{n}}} "x"\n'
+        log.write(log_row(step_of(n, 10, 20), "ab"[n % 2], graded, n, response=response, epoch=epoch_of(n, 20)))
+    log.close()
+    expected = reference_accuracy(tmp_path / "log.jsonl", 2, 3)
+    monkeypatch.setattr(limr.rollout_log, "_count_strictly", lambda *a: pytest.fail("not read by msgspec"))
+    assert read_log(tmp_path / "log.jsonl", steps_per_epoch=None) == expected
 
 
 def test_torn_last_line_is_skipped_with_a_warning(tmp_path, capsys):
     log = write_jsonl(tmp_path / "log.jsonl", [line(s, "a", 1.0) for s in range(1, 7)])
     with open(log, "a") as f:
         f.write('{"step": 6, "id": "a", "reward": 1.0, "corr')
-    tally = lim.scan_rollout_log(log, None, 2, 3)
-    assert tally["torn_last_line"] == 7 and tally["samples"] == 6
+    read = lim.scan_rollout_log(log, None, 2, 3)
+    assert read.torn_last_line == 7 and read.samples == 6
     assert "torn last line" in capsys.readouterr().err
 
 
@@ -369,12 +390,26 @@ BAD_LOGS = [
     ([line(1, "a", 1.0), "[1, 2]", line(5, "a", 1.0)], "expected a JSON object"),
     ([line(s, "a", 1.0) for s in (1, 2, 3, 4)], "no sample for step 5"),
     ([line(1, "zz", 1.0), line(3, "a", 1.0), line(5, "a", 1.0)], "1 prompt ids are not in the prompt file"),
+    ([line(1, "a", 1.0, epoch=0), line(3, "a", 1.0), line(5, "a", 1.0)], "'epoch' must be a positive integer"),
+    ([line(1, "a", 1.0, epoch=2), line(3, "a", 1.0), line(5, "a", 1.0)], "step 1 is logged in epoch 2"),
 ]
+
+
+def with_epochs(row: str) -> str:
+    """The line as the server writes it now, with its epoch (2 steps each), where it has a step and none yet."""
+    try:
+        obj = json.loads(row)
+    except ValueError:
+        return row
+    if not isinstance(obj, dict) or "epoch" in obj or type(obj.get("step")) is not int or obj["step"] < 1:
+        return row
+    return json.dumps({"epoch": (obj["step"] + 1) // 2, **obj})
 
 
 @pytest.mark.parametrize("rows,message", BAD_LOGS)
 def test_bad_logs_fail_with_one_clear_line(tmp_path, capsys, rows, message):
-    log = write_jsonl(tmp_path / "log.jsonl", rows + [line(s, "pad", -0.5) for s in (1, 2, 3, 4, 6)])  # not step 5
+    rows = [with_epochs(r) for r in rows + [line(s, "pad", -0.5) for s in (1, 2, 3, 4, 6)]]  # not step 5
+    log = write_jsonl(tmp_path / "log.jsonl", rows)
     prompts = prompt_file(tmp_path / "prompts.json", ["a", "b", "pad"])
     out = tmp_path / "out" / "sel.json"
     rc, _, err = run_cli(capsys, "--train_samples_path", log, "--original_prompts_path", prompts, "--output_path",
@@ -383,16 +418,95 @@ def test_bad_logs_fail_with_one_clear_line(tmp_path, capsys, rows, message):
     assert not out.parent.exists()  # nothing written
 
 
+# --- the epoch the log carries -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nine_step_passes(tmp_path) -> tuple[Path, Path, dict]:
+    """A log numbered as the server numbers OpenRLHF 0.11's run: 17 prompts x 2 samples a pass in steps of 4, so
+    each pass is 8 full steps and a partial 9th (MATH-8k's 8,523 x 8 in steps of 8,192, scaled down); 3 passes.
+    Returns the log, the prompt file and each prompt's accuracy per pass."""
+    from limr.pool import Graded
+    from limr.rollout_log import epoch_of, log_row, step_of
+
+    ids = [f"p{i:02d}" for i in range(17)]
+    rows, accuracy = [], {pid: [0.0, 0.0, 0.0] for pid in ids}
+    for index in range(3 * 34):
+        epoch, within = divmod(index, 34)
+        pid = ids[(within // 2 + 5 * epoch) % 17]  # each pass in another order
+        ok = (index * 7 + epoch) % 3 == 0
+        accuracy[pid][epoch] += ok / 2
+        graded = Graded(1.0 if ok else -0.5, ok, "5", None, 0.01)
+        rows.append(json.dumps(log_row(step_of(index, 4, 34), pid, graded, 9, epoch=epoch_of(index, 34))))
+    log = write_jsonl(tmp_path / "rollouts.jsonl", rows)
+    return log, prompt_file(tmp_path / "prompts.json", ids), accuracy
+
+
+def test_a_log_of_nine_step_passes_needs_no_steps_per_epoch(nine_step_passes, tmp_path, capsys):
+    log, prompts, accuracy = nine_step_passes
+    assert max(json.loads(x)["step"] for x in log.read_text().splitlines()) == 27
+    read = lim.scan_rollout_log(log, None, None, 3)
+    assert read.steps_per_epoch == 9 and read.tally.accuracy() == accuracy
+    out = tmp_path / "sel.json"
+    rc, _, err = run_cli(capsys, "--train_samples_path", log, "--original_prompts_path", prompts, "--output_path", out,
+                         "--max_epochs", 3, "--no_plots")  # fmt: skip  # the default --steps_per_epoch is the fork's 8
+    assert rc == 0 and err == "", err
+    report = json.loads((tmp_path / "sel.report.json").read_text())
+    assert report["steps_per_epoch"] == 9 and report["params"]["steps_per_epoch"] is None
+    assert report["mean_curve"] == pytest.approx([sum(h[k] for h in accuracy.values()) / 17 for k in range(3)])
+    rc, _, err = run_cli(capsys, "--train_samples_path", log, "--original_prompts_path", prompts, "--output_path", out,
+                         "--max_epochs", 3, "--steps_per_epoch", 9, "--no_plots")  # fmt: skip
+    assert rc == 0 and err == ""  # the same epochs, given
+
+
+@pytest.mark.parametrize("given", [8, 10, 1])
+def test_a_steps_per_epoch_that_contradicts_the_log_is_an_error(nine_step_passes, tmp_path, capsys, given):
+    log, prompts, _ = nine_step_passes
+    out = tmp_path / "out" / "sel.json"
+    rc, _, err = run_cli(capsys, "--train_samples_path", log, "--original_prompts_path", prompts, "--output_path", out,
+                         "--max_epochs", 2, "--steps_per_epoch", given, "--no_plots")  # fmt: skip
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert f"--steps_per_epoch {given} contradicts the log" in err and "9 steps each" in err
+    assert not out.parent.exists()
+
+
+def test_a_log_without_epochs_takes_steps_per_epoch_with_a_warning(nine_step_passes, tmp_path, capsys):
+    log, prompts, accuracy = nine_step_passes
+    old = write_jsonl(tmp_path / "old.jsonl", [json.dumps({k: v for k, v in json.loads(x).items() if k != "epoch"})
+                                               for x in log.read_text().splitlines()])  # fmt: skip
+    out = tmp_path / "sel.json"
+    rc, _, err = run_cli(capsys, "--train_samples_path", old, "--original_prompts_path", prompts, "--output_path", out,
+                         "--max_epochs", 3, "--steps_per_epoch", 9, "--no_plots")  # fmt: skip
+    assert rc == 0 and err.count("\n") == 1 and err.startswith("warning: ") and "carry no epoch" not in err
+    assert "lines without an epoch" in err and "--steps_per_epoch 9" in err
+    assert lim.scan_rollout_log(old, None, 9, 3).tally.accuracy() == accuracy
+    capsys.readouterr()
+    # without the flag: the fork's 8, said in the warning (here 3 epochs of 8 fit in 27 steps, but straddle passes)
+    rc, _, err = run_cli(capsys, "--train_samples_path", old, "--original_prompts_path", prompts, "--output_path", out,
+                         "--max_epochs", 3, "--no_plots")  # fmt: skip
+    assert rc == 0 and err.count("\n") == 1 and "the default --steps_per_epoch 8 (pass the run's)" in err
+    assert json.loads((tmp_path / "sel.report.json").read_text())["steps_per_epoch"] == 8
+
+
+def test_the_miniature_curve_is_the_logs_accuracy_per_pass(nine_step_passes):
+    from limr.rollout_log import epoch_tally
+
+    log, _, accuracy = nine_step_passes
+    assert epoch_tally(log).curve() == pytest.approx([sum(h[k] for h in accuracy.values()) / 17 for k in range(3)])
+
+
 # --- the fork's step files -----------------------------------------------------------------------------------------
 
 
 def reference_step_accuracy(folder: Path, prompts: Path, steps_per_epoch: int, epochs: int) -> dict:
+    """An independent reader: json.loads of every step file, prompts joined by stripped text, reward == 1."""
     by_text = {}
     for it in json.loads(prompts.read_text()):
         by_text.setdefault(it["prompt"].strip(), it["id"])
     counts = {}
     for step in range(1, steps_per_epoch * epochs + 1):
-        for s in json.loads((folder / f"step_{step}.json").read_text()):
+        for s in json.loads((folder / f"step_{step}.json").read_text(encoding="utf-8")):
+            assert isinstance(s["prompt"], str) and is_number(s["reward"])
             c = counts.setdefault(by_text[s["prompt"].strip()], [[0, 0] for _ in range(epochs)])
             c[(step - 1) // steps_per_epoch][0] += s["reward"] == 1
             c[(step - 1) // steps_per_epoch][1] += 1
@@ -401,7 +515,7 @@ def reference_step_accuracy(folder: Path, prompts: Path, steps_per_epoch: int, e
 
 def read_steps(folder: Path, prompts: Path, steps_per_epoch=2, epochs=3) -> dict:
     by_text = {text: ids[0] for text, ids in ids_by_text(json.loads(prompts.read_text())).items()}
-    return lim.epoch_accuracy(lim.scan_step_files(folder, by_text, steps_per_epoch, epochs), epochs)
+    return lim.scan_step_files(folder, by_text, steps_per_epoch, epochs).tally.accuracy()
 
 
 def test_generated_step_files_are_what_json_dump_writes(tmp_path):
@@ -415,13 +529,8 @@ def test_generated_step_files_are_what_json_dump_writes(tmp_path):
 
 def test_step_reader_matches_json_load_on_a_generated_run(tiny, monkeypatch):
     expected = reference_step_accuracy(tiny / "steps", tiny / "prompts.json", 2, 3)
-    strict = count_calls(monkeypatch, "_strict_step_pairs")
-    assert read_steps(tiny / "steps", tiny / "prompts.json") == expected
     assert expected == reference_accuracy(tiny / "rollouts.jsonl", 2, 3)  # the generator's two formats agree
-    monkeypatch.setattr(lim, "CHUNK", 1000)  # objects cut by chunk boundaries
-    assert read_steps(tiny / "steps", tiny / "prompts.json") == expected
-    assert not strict  # all of it through the fast path
-    monkeypatch.setattr(lim, "_fast_step_pairs", lambda *a: None)  # json.load only
+    monkeypatch.setattr(lim, "_strict_step_samples", lambda *a: pytest.fail("not read by msgspec"))
     assert read_steps(tiny / "steps", tiny / "prompts.json") == expected
 
 
@@ -439,19 +548,68 @@ STEP_LAYOUTS = [
 TEXTS = ["What is 1?", 'Say "reward": 1 \\ twice', "ends with a backslash \\", 'é — "quoted"\n']
 
 
-@pytest.mark.parametrize("layout,what", STEP_LAYOUTS, ids=[w for _, w in STEP_LAYOUTS])
-@pytest.mark.parametrize("chunk", [1 << 20, 40])
-def test_step_reader_table(tmp_path, monkeypatch, layout, what, chunk):
-    monkeypatch.setattr(lim, "CHUNK", chunk)
-    prompts = prompt_file(tmp_path / "prompts.json", list("abcd"), [t + "  " for t in TEXTS])  # padded: stripped
-    folder = tmp_path / "steps"
+def write_steps(folder: Path, layout=json.dumps, steps=6) -> Path:
     folder.mkdir()
-    for step in range(1, 7):
+    for step in range(1, steps + 1):
         rows = [sample(t.strip(), [1.0, -0.5, -1, 1][(step + i + j) % 4], '"reward": 1.0, "x\\') for i, t in
                 enumerate(TEXTS) for j in range(2)]  # fmt: skip
         (folder / f"step_{step}.json").write_text(layout(rows), encoding="utf-8")
-    expected = reference_step_accuracy(folder, prompts, 2, 3)
-    assert read_steps(folder, prompts) == expected, what
+    return folder
+
+
+@pytest.mark.parametrize("layout,what", STEP_LAYOUTS, ids=[w for _, w in STEP_LAYOUTS])
+def test_step_reader_table(tmp_path, layout, what):
+    prompts = prompt_file(tmp_path / "prompts.json", list("abcd"), [t + "  " for t in TEXTS])  # padded: stripped
+    folder = write_steps(tmp_path / "steps", layout)
+    assert read_steps(folder, prompts) == reference_step_accuracy(folder, prompts, 2, 3), what
+
+
+# A sample the fork never wrote, or a damaged file: read exactly as json.load reads it, or rejected when it (or the
+# format) rejects it. Each item is put into step_3.json; a function changes the whole file.
+HOSTILE_STEPS = [
+    '{"prompt": "What is 1?", "reward": 1.0, "prompt": "ends with a backslash \\\\"}',  # a duplicate key: the last
+    '{"prompt": "What is 1?", "reward": 1.0, "reward": -0.5}',
+    '{"pr\\u006fmpt": "What is 1?", "reward": 1}',  # an escaped key
+    '{"prompt": "What is 1?", "reward": 1, "response": {"prompt": "x", "reward": 1}}',  # a nested object
+    '{"prompt": "What is 1?", "reward": 1, "response": [1, {"a": NaN}]}',  # NaN where no one reads it
+    '{"prompt": {"t": "What is 1?"}, "reward": 1}',  # a nested object where a value is read
+    '{"prompt": "What is 1?", "reward": true}',
+    '{"prompt": "What is 1?", "reward": NaN}',
+    '{"prompt": "What is 1?", "reward": 1e999}',
+    '{"prompt": "What is 1?", "reward": "1"}',
+    '{"prompt": "What is 1?"}',
+    '{"reward": 1}',
+    '{"prompt": "Not in the prompt file", "reward": 1}',
+    '{"prompt": "What is 1?", "reward": 1, "response": "\\ud800"}',  # a lone surrogate, escaped
+    '{"prompt": "What is 1?", "reward": 1} {"prompt": "What is 1?", "reward": 1}',
+    '"not an object"',
+    "[1]",
+    "null",
+    b'{"prompt": "What is 1?", "reward": 1, "response": "\xff"}',  # not UTF-8: json.load rejects it
+    b'{"prompt": "What is 1?", "reward": 1, "response": "\xed\xa0\x80"}',  # an encoded surrogate: rejected too
+    b'{"prompt": "\xc3", "reward": 1}',
+    lambda data: data[: len(data) // 2],  # a truncated file
+    lambda data: data + b"x",  # garbage after the list
+    lambda data: b"\xef\xbb\xbf" + data,  # a byte order mark
+    lambda data: b'{"samples": ' + data + b"}",  # not a list
+    lambda data: b"",
+]
+
+
+@pytest.mark.parametrize("bad", HOSTILE_STEPS)
+def test_hostile_step_files_read_as_json_load_reads_them(tmp_path, bad):
+    prompts = prompt_file(tmp_path / "prompts.json", list("abcd"), TEXTS)
+    folder = write_steps(tmp_path / "steps")
+    path = folder / "step_3.json"
+    data = path.read_bytes()
+    if callable(bad):
+        data = bad(data)
+    else:
+        data = data[:1] + (bad if isinstance(bad, bytes) else bad.encode()) + b", " + data[1:]
+    path.write_bytes(data)
+    got, expected = reference_or_error(lambda: read_steps(folder, prompts),
+                                       lambda: reference_step_accuracy(folder, prompts, 2, 3))  # fmt: skip
+    assert got == expected
 
 
 def test_a_text_under_two_ids_is_scored_once_and_selected_with_both(tmp_path, capsys):
@@ -691,9 +849,8 @@ def small_run(tmp_path) -> Path:
     """A 2-prompt log of 3 epochs x 2 steps and its prompt file, in tmp_path/d."""
     d = tmp_path / "d"
     d.mkdir()
-    write_jsonl(
-        d / "rollouts.jsonl", [line(s, p, 1.0 if (s + ord(p)) % 2 else -0.5) for s in range(1, 7) for p in "ab"]
-    )
+    rows = [line(s, p, 1.0 if (s + ord(p)) % 2 else -0.5, epoch=(s + 1) // 2) for s in range(1, 7) for p in "ab"]
+    write_jsonl(d / "rollouts.jsonl", rows)
     prompt_file(d / "prompts.json", ["a", "b"])
     return d
 

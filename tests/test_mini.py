@@ -49,10 +49,11 @@ def check_log(path: Path, samples: int, steps_per_pass: int, ids: set[str]) -> l
     samples of each."""
     rows = read_jsonl(path)
     assert len(rows) == samples
-    assert [r["step"] for r in rows] == [i // (B * G) + 1 for i in range(samples)]
-    assert list(rows[0])[:5] == ["step", "id", "reward", "correct", "response_length"]
-    assert all(r["reward"] in (1.0, -0.5, -1.0) and r["correct"] == (r["reward"] == 1.0) for r in rows)
     per_pass = steps_per_pass * B * G
+    assert [r["step"] for r in rows] == [i // (B * G) + 1 for i in range(samples)]
+    assert [r["epoch"] for r in rows] == [i // per_pass + 1 for i in range(samples)]  # each line says its pass
+    assert list(rows[0])[:6] == ["step", "epoch", "id", "reward", "correct", "response_length"]
+    assert all(r["reward"] in (1.0, -0.5, -1.0) and r["correct"] == (r["reward"] == 1.0) for r in rows)
     for start in range(0, samples - per_pass + 1, per_pass):
         counts: dict[str, int] = {}
         for r in rows[start : start + per_pass]:

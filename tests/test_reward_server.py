@@ -32,7 +32,16 @@ from limr.jsonio import DataError
 from limr.paper import BAD_FORMAT, CORRECT, WRONG
 from limr.pool import Graded
 from limr.request import make_sample, prompt_hash
-from limr.rollout_log import RolloutLog, check_resume, find_duplicates, log_row, response_sha1, step_of
+from limr.rollout_log import (
+    RolloutLog,
+    check_resume,
+    count_samples,
+    epoch_of,
+    find_duplicates,
+    log_row,
+    response_sha1,
+    step_of,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "train" / "reward_server.py"
@@ -86,18 +95,22 @@ def test_authorized(header, query_token, ok):
 G = Graded(CORRECT, True, "5", None, 0.01)
 
 
-def test_log_row_matches_the_fast_path_of_lim_selection(tmp_path):
-    rows = [log_row(step_of(i, 2), f"p{i}", G, 10 + i) for i in range(5)]
+def test_log_row_is_what_the_reader_reads(tmp_path):
+    rows = [log_row(step_of(i, 2, 3), f"p{i}", G, 10 + i, epoch=epoch_of(i, 3)) for i in range(5)]
     log = RolloutLog(tmp_path / "r.jsonl")
     for row in rows:
         log.write(row)
     log.close()
     data = (tmp_path / "r.jsonl").read_bytes()
-    assert data.startswith(b'{"step": 1, "id": "p0", "reward": 1.0, "correct": true, "response_length": 10, ')
-    assert len(lim.LOG_KEY.findall(b"}\n" + data)) == 5  # every line is taken by lim_selection's fast path
-    assert [json.loads(line)["step"] for line in data.splitlines()] == [1, 1, 2, 2, 3]
-    eval_row = log_row(0, "e", G, 3, "eval", "\\boxed{5}")
-    assert list(eval_row)[:6] == ["step", "id", "reward", "correct", "response_length", "split"]
+    assert data.startswith(b'{"step": 1, "epoch": 1, "id": "p0", "reward": 1.0, "correct": true, ')
+    assert [(json.loads(x)["step"], json.loads(x)["epoch"]) for x in data.splitlines()] == [
+        (1, 1), (1, 1), (2, 1), (3, 2), (3, 2)]  # fmt: skip
+    counts = count_samples(tmp_path / "r.jsonl")
+    assert counts.samples == {(s, e, f"p{i}", True): 1 for i, (s, e) in enumerate([(1, 1), (1, 1), (2, 1), (3, 2),
+                                                                                  (3, 2)])}  # fmt: skip
+    assert "epoch" not in log_row(1, "p", G, 1)  # a server that does not count passes writes none
+    eval_row = log_row(0, "e", G, 3, "eval", "\\boxed{5}", epoch=0)
+    assert list(eval_row)[:7] == ["step", "epoch", "id", "reward", "correct", "response_length", "split"]
     assert list(eval_row)[-1] == "response" and eval_row["split"] == "eval"
 
 
@@ -530,8 +543,7 @@ def test_load_64_clients_steps_and_lim_selection_round_trip(tmp_path):
     # lim_selection reads what the server wrote: the per-prompt per-epoch accuracy is what was sent
     prompt_file = tmp_path / "prompts.json"
     prompt_file.write_text(json.dumps([{"id": f"p{p}", "prompt": f"q{p}", "answer": str(p)} for p in range(prompts)]))
-    tally = lim.scan_rollout_log(log, {f"p{p}" for p in range(prompts)}, 2, steps // 2)
-    accuracy = lim.epoch_accuracy(tally, steps // 2)
+    accuracy = lim.scan_rollout_log(log, {f"p{p}" for p in range(prompts)}, 2, steps // 2).tally.accuracy()
     for p in range(prompts):
         expected = [(sent[(p, 2 * e + 1)] + sent[(p, 2 * e + 2)]) / (2 * per_prompt) for e in range(steps // 2)]
         assert accuracy[f"p{p}"] == pytest.approx(expected)
@@ -595,8 +607,8 @@ def test_kill_9_under_load_then_restart_resumes(tmp_path):
     # kill -9 cannot cut one write() of a line short, but a power loss or a full disk can: make a torn line
     with open(log, "ab") as f:
         f.write(b'{"step": 99, "id": "p1", "rew')
-    tally = lim.scan_rollout_log(log, None, 1, 1)  # lim_selection skips it with a warning
-    assert tally["torn_last_line"] == len(lines) + 1 and tally["samples"] == len(lines)
+    read = lim.scan_rollout_log(log, None, 1, 1)  # lim_selection skips it with a warning
+    assert read.torn_last_line == len(lines) + 1 and read.samples == len(lines)
 
     with ServerProcess(log, samples_per_step=sps) as server:
         assert any("torn last line" in line for line in server.stderr)
@@ -670,10 +682,18 @@ def test_server_numbers_steps_per_pass(tmp_path):
     P = chat("What is 2+3?")
     body = json.dumps({"query": [P + "\\boxed{5}" + END], "prompts": [P], "labels": [encode_label("a", "5")]})
     with ServerProcess(log, "--samples_per_epoch", "6", samples_per_step=4) as server:
-        for _ in range(14):
+        for n in range(14):
             assert request(server.port, "POST", "/get_reward", body.encode())[0] == 200
+            if n in (5, 6):  # an evaluation row after the first pass and one after a sample of the second
+                evaluation = body.replace(
+                    json.dumps(encode_label("a", "5")), json.dumps(encode_label("a", "5", "eval"))
+                )
+                assert request(server.port, "POST", "/get_reward", evaluation.encode())[0] == 200
         assert request(server.port, "GET", "/health")[1]["step"] == 5  # the 15th sample still belongs to step 5
     assert [row["step"] for row in read_log(log)] == [1, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5]
+    assert [row["epoch"] for row in read_log(log)] == [1] * 6 + [2] * 6 + [3] * 2  # each line says its pass
+    evals = read_log(tmp_path / "rollouts.eval.jsonl")  # the training steps and passes completed
+    assert [(row["step"], row["epoch"]) for row in evals] == [(2, 1), (2, 1)]
 
 
 # ---- What one client can hold: connections, headers, samples, time; a client gone; a pool that cannot grade -----

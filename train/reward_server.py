@@ -51,7 +51,7 @@ from limr.grader import MODES
 from limr.jsonio import DataError
 from limr.pool import HARD_LIMIT_S, GradingPool
 from limr.request import PayloadError, Sample, parse_payload, reply
-from limr.rollout_log import RolloutLog, check_resume, log_row, response_sha1, step_of
+from limr.rollout_log import RolloutLog, check_resume, epoch_of, log_row, response_sha1, step_of
 
 SHOWN_REJECTIONS = 10  # the first rejected requests are printed; the rest are counted in /stats
 GRACEFUL_S = 30  # on SIGTERM, in-flight requests get this long (10x the grading limit) to finish
@@ -124,6 +124,10 @@ class Recorder:
         """The training step of the index-th training sample (see limr.rollout_log.step_of)."""
         return step_of(index, self.samples_per_step, self.samples_per_epoch)
 
+    def epoch_at(self, index: int) -> int | None:
+        """The pass over the prompts of the index-th training sample (see limr.rollout_log.epoch_of)."""
+        return epoch_of(index, self.samples_per_epoch)
+
     def record(self, samples: list[Sample], graded: list) -> None:
         """Log a request's samples all or nothing: one write per log, and a failed write leaves both logs as they
         were (the client's retry then logs each sample once)."""
@@ -131,12 +135,13 @@ class Recorder:
         for sample, g in zip(samples, graded, strict=True):
             response = sample.response if self.store_responses else None
             sha1 = response_sha1(sample.response)
-            if sample.split == "eval":  # its step: the training steps completed
+            if sample.split == "eval":  # its step and epoch: the training steps and passes completed
+                epoch = None if self.samples_per_epoch is None else self.epoch_at(index) - 1
                 evals.append(log_row(self.step_at(index) - 1, sample.prompt_id, g, len(sample.response), "eval",
-                                     response, sha1))  # fmt: skip
+                                     response, sha1, epoch))  # fmt: skip
             else:
                 train.append(log_row(self.step_at(index), sample.prompt_id, g, len(sample.response), "train",
-                                     response, sha1))  # fmt: skip
+                                     response, sha1, self.epoch_at(index)))  # fmt: skip
                 index += 1
         size, lines = self.train_log.size, self.train_log.lines
         self.train_log.write_rows(train)

@@ -279,7 +279,7 @@ print_plan() {  # the run in numbers, the partial step's notes and the LIM comma
         fi
     fi
     echo "# LIM after this run: python lim_selection.py --train_samples_path $RUN_DIR/rollouts.jsonl" \
-        "--steps_per_epoch $STEPS_PER_EPISODE --max_epochs $NUM_EPISODES ..."
+        "--max_epochs $NUM_EPISODES ...  (its lines say their epoch: $STEPS_PER_EPISODE steps each)"
 }
 
 # ---- Processes ----
