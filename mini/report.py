@@ -175,7 +175,7 @@ def beside(result: dict, committed: dict, titles: dict[str, str]) -> str:
             if run in committed["means"] and b in committed["means"][run]:
                 est, low, high = committed["means"][run][b]
                 seeds = committed["per_seed"][run][b]
-                lines.append(f"  {run:7} {titles[b]:20} {ci.estimate:5.1f} | {est:5.1f} [{low:.1f}, {high:.1f}] | "
+                lines.append(f"  {run:8} {titles[b]:20} {ci.estimate:5.1f} | {est:5.1f} [{low:.1f}, {high:.1f}] | "
                              f"{min(seeds):.1f}..{max(seeds):.1f}")  # fmt: skip
     primary = result["primary"]
     for name, by_bench in result["diffs"].items():
