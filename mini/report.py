@@ -1,8 +1,9 @@
 """The miniature's numbers with their noise, for one seed or a study of several (mini/run.py writes report.md/.json).
 
 Each run's held-out accuracy under every protocol with a 95% interval, the paired differences that answer the
-paper's questions (does RL help: FULL - warm-up; does the subset matter: each subset - FULL and - RAND), stage 1's
-average learning curve, what LIM's threshold θ keeps at this scale, and each subset's difficulty mix. Intervals come
+paper's questions (does RL help: FULL - warm-up; does the subset matter: each subset - FULL and - RAND) and issue
+15's (does the cheap proxy do as well: LIMR - PASSRATE), stage 1's average learning curve, what LIM's threshold θ
+keeps at this scale, PASSRATE's pass rates and overlap with LIMR, and each subset's difficulty mix. Intervals come
 from limr.stats: a bootstrap over held-out questions and samples, seeds as strata; so they cover evaluation noise,
 and the per-seed values beside them show the spread between trainings.
 """
@@ -18,11 +19,12 @@ from limr.jsonio import read_json
 from limr.paper import THETA
 from limr.stats import Interval, excludes_zero, mean_ci, paired_diff_ci, read_question_scores
 
-RUN_ORDER = ("warmup", "full", "limr", "rand", "linear")
-# (run, against): RL itself, then the paper's comparisons of each subset with the whole pool and with chance
-DIFFS = (("full", "warmup"), ("limr", "full"), ("rand", "full"), ("linear", "full"), ("limr", "rand"),
-         ("linear", "rand"))  # fmt: skip
-METHOD_FILES = {"limr": "lim", "rand": "rand", "linear": "linear"}
+RUN_ORDER = ("warmup", "full", "limr", "rand", "linear", "passrate")
+# (run, against): RL itself, then the paper's comparisons of each subset with the whole pool and with chance, then
+# LIM against the cheap proxy that needs no stage 1 (issue 15)
+DIFFS = (("full", "warmup"), ("limr", "full"), ("rand", "full"), ("linear", "full"), ("passrate", "full"),
+         ("limr", "rand"), ("linear", "rand"), ("passrate", "rand"), ("limr", "passrate"))  # fmt: skip
+METHOD_FILES = {"limr": "lim", "rand": "rand", "linear": "linear", "passrate": "passrate"}
 
 
 def score_matrix(path: Path) -> np.ndarray:
@@ -48,13 +50,21 @@ def seed_facts(out: Path, stage1_epochs: list[float]) -> dict:
     pool = read_json(out / "data" / "pool.json")
     by_id = {it["id"]: it for it in pool}
     scores = [s["score"] for s in read_json(out / "select" / "lim.scores.json")]
-    mixes = {"full": level_mix(pool)}
-    for run, method in METHOD_FILES.items():
-        mixes[run] = level_mix([by_id[c["id"]] for c in read_json(out / "select" / f"{method}.json")])
+    chosen = {run: [c["id"] for c in read_json(out / "select" / f"{m}.json")] for run, m in METHOD_FILES.items()}
+    mixes = {"full": level_mix(pool), **{run: level_mix([by_id[i] for i in ids]) for run, ids in chosen.items()}}
     quartiles = np.percentile(scores, [10, 25, 50, 75, 90]).round(3).tolist()
     return {"stage1_epoch_accuracy": stage1_epochs, "lim_scores": len(scores), "lim_score_deciles": quartiles,
             "lim_kept_at_theta": sum(s >= THETA for s in scores), "lim_score_never_solved": never_solved(out),
-            "levels": mixes}  # fmt: skip
+            "passrate": passrate_facts(out, chosen["passrate"], chosen["limr"]), "levels": mixes}  # fmt: skip
+
+
+def passrate_facts(out: Path, passrate: list[str], limr: list[str]) -> dict:
+    """The warm-up's pass rates on the pool (what PASSRATE chose from) and how many of its prompts LIMR chose too."""
+    selection = read_json(out / "select" / "passrate.report.json")
+    shared = len(set(passrate) & set(limr))
+    return {"samples_per_prompt": selection["samples_per_prompt"], "never_solved": selection["never_solved"],
+            "always_solved": selection["always_solved"], "prompts": selection["scored"], "selected": len(passrate),
+            "shared_with_limr": shared, "jaccard_with_limr": round(shared / len(set(passrate) | set(limr)), 3)}  # fmt: skip
 
 
 def never_solved(out: Path) -> float:
@@ -132,12 +142,28 @@ def markdown(result: dict, facts: dict[int, dict], questions: dict[str, int], ti
         + " (1 - Σ r_avg² / Σ (1 - r_avg)², from the average curve); one always solved, 0.",
         "",
     ]
+    lines += [passrate_line(facts), ""]
     lines += ["Difficulty mix (prompts per level, seed " + str(seeds[0]) + "):", "",
               "| run | " + " | ".join(facts[seeds[0]]["levels"]["full"]) + " |",
               "|---|" + "---:|" * len(facts[seeds[0]]["levels"]["full"])]  # fmt: skip
     for run, mix in facts[seeds[0]]["levels"].items():
         lines.append(f"| {run} | " + " | ".join(str(mix.get(k, 0)) for k in facts[seeds[0]]["levels"]["full"]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def passrate_line(facts: dict[int, dict]) -> str:
+    """What PASSRATE chose from (the warm-up's pass rates on the pool) and its overlap with LIMR, per seed."""
+    per = [(s, f["passrate"]) for s, f in facts.items()]
+    n = per[0][1]["samples_per_prompt"]
+    return (f"PASSRATE: the warm-up's pass rate p on the pool's prompts ({n} samples each at the training temperature) "
+            "never solved / always solved / 0 < p < 1: "
+            + "; ".join(f"{p['never_solved']} / {p['always_solved']} / "
+                        f"{p['prompts'] - p['never_solved'] - p['always_solved']} of {p['prompts']} (seed {s})"
+                        for s, p in per)
+            + ". Prompts LIMR chose too: "
+            + "; ".join(f"{p['shared_with_limr']} of {p['selected']}, Jaccard {p['jaccard_with_limr']:.2f} (seed {s})"
+                        for s, p in per)
+            + ".")  # fmt: skip
 
 
 def beside(result: dict, committed: dict, titles: dict[str, str]) -> str:
@@ -149,7 +175,7 @@ def beside(result: dict, committed: dict, titles: dict[str, str]) -> str:
             if run in committed["means"] and b in committed["means"][run]:
                 est, low, high = committed["means"][run][b]
                 seeds = committed["per_seed"][run][b]
-                lines.append(f"  {run:7} {titles[b]:20} {ci.estimate:5.1f} | {est:5.1f} [{low:.1f}, {high:.1f}] | "
+                lines.append(f"  {run:8} {titles[b]:20} {ci.estimate:5.1f} | {est:5.1f} [{low:.1f}, {high:.1f}] | "
                              f"{min(seeds):.1f}..{max(seeds):.1f}")  # fmt: skip
     primary = result["primary"]
     for name, by_bench in result["diffs"].items():

@@ -7,9 +7,11 @@ The whole LIMR loop in miniature, with the cluster path's own parts at every han
   3. stage 1    GRPO (TRL's GRPOTrainer) on the whole pool for several epochs, every sample rewarded and logged by
                 train/reward_server.py over loopback HTTP, as OpenRLHF's engines call it;
   4. selection  lim_selection.py on that rollout log: LIM, RAND and LINEAR of one size, the paper's share of the
-                pool (1,389 / 8,523, in whole steps), or LIM at --lim_threshold and the others of its size;
-  5. stage 2    GRPO again from the warm-up checkpoint on FULL, LIMR, RAND and LINEAR with equal compute (same
-                steps, prompts per step and samples per prompt);
+                pool (1,389 / 8,523, in whole steps), or LIM at --lim_threshold and the others of its size; and
+                PASSRATE, the cheap proxy (issue 15): eval/eval.sh runs the warm-up model on the pool, and
+                lim_selection.py --method passrate keeps LIMR's count of the prompts it sometimes solves;
+  5. stage 2    GRPO again from the warm-up checkpoint on FULL, LIMR, RAND, LINEAR and PASSRATE with equal compute
+                (same steps, prompts per step and samples per prompt);
   6. eval       bash eval/eval.sh (transformers backend) on each run's checkpoint and on the warm-up model: the
                 held-out set greedy, 4 samples at T 0.4 (the primary metric) and 4 at the training temperature;
   7. report     eval/summarize.py (summary.md, curves.png), then mini/report.py: report.md with 95% intervals.
@@ -48,7 +50,8 @@ SIZES = {
                 temperature=1.0, rl_lr=1e-5, gain_lr=5e-2, device="cuda"),
 }  # fmt: skip
 SHARE = LIMR_SIZE / MATH8K_SIZE  # the paper kept 16% of its pool
-RUNS = {"full": None, "limr": "lim", "rand": "rand", "linear": "linear"}  # stage-2 run -> lim_selection.py method
+RUNS = {"full": None, "limr": "lim", "rand": "rand", "linear": "linear", "passrate": "passrate"}  # run -> --method
+POOL = "pool"  # the training prompts as a benchmark (data/pool.json): the warm-up's pass rates for PASSRATE
 BENCH = "mini"  # the held-out set's name in the evaluation harness: greedy, MATH500's protocol
 # the paper's protocols on one held-out set, each a benchmark of its own for eval/evaluate.py: greedy (MATH500),
 # eval_samples at T 0.4 (AIME24 / AMC23: 4 samples) and at the training temperature
@@ -76,6 +79,15 @@ def protocols(cfg: dict) -> dict[str, dict]:
     return {BENCH: greedy, **sampled}
 
 
+def passrate_protocol(cfg: dict) -> dict[str, dict]:
+    """PASSRATE's pass rates: one GRPO group per prompt, G samples at the training temperature (top_p 1, as
+    mini/grpo.py samples). p is then the chance that a stage-1 sample of the prompt is right at the start, and
+    0 < p < 1 the prompts whose first group would carry a signal; it costs one stage-1 epoch of generation."""
+    return {
+        POOL: {"n": cfg["group"], "temperature": cfg["temperature"], "top_p": 1.0, "max_new_tokens": cfg["max_new"]}
+    }
+
+
 def titles(cfg: dict) -> dict[str, str]:
     return {
         b: "greedy" if s["n"] == 1 else f"{s['n']} samples at T {s['temperature']}" for b, s in protocols(cfg).items()
@@ -84,7 +96,8 @@ def titles(cfg: dict) -> dict[str, str]:
 
 def write_tasks(out: Path, pool: list[dict], test: list[dict], cfg: dict) -> Path:
     """data/pool.json (+ pool.jsonl, OpenRLHF's input), the held-out set once per protocol (<bench>.jsonl: the
-    harness reads a benchmark's questions from its own file) and the settings table for eval/evaluate.py."""
+    harness reads a benchmark's questions from its own file) and the settings tables for eval/evaluate.py: the
+    held-out set's (benchmarks.json) and the pool's for PASSRATE (passrate.json)."""
     from limr.dataset import write_prompt_files
     from limr.jsonio import write_json, write_jsonl
 
@@ -99,6 +112,7 @@ def write_tasks(out: Path, pool: list[dict], test: list[dict], cfg: dict) -> Pat
     write_json(
         data / "benchmarks.json", {"_source": "mini/run.py: the held-out set, one entry per protocol", **settings}
     )
+    write_json(data / "passrate.json", {"_source": "mini/run.py: the pool, for PASSRATE", **passrate_protocol(cfg)})
     return data
 
 
@@ -242,7 +256,14 @@ def run_seed(args, cfg: dict, seed: int, out: Path) -> tuple[dict, dict, dict]:
     share = (
         f"LIM >= {args.lim_threshold}" if args.lim_threshold is not None else f"{subset_size(len(pool), B)} prompts"
     )
-    banner(4, f"selection: lim_selection.py, LIM, RAND and LINEAR of one size ({share})")
+    banner(4, f"selection: lim_selection.py, LIM, RAND, LINEAR and PASSRATE of one size ({share})")
+    t0 = time.time()
+    # PASSRATE's input: the warm-up model on the pool, as the harness would run a base model on a prompt file
+    run(["bash", ROOT / "eval" / "eval.sh", "--model", warm_path, "--name", "warmup", "--data_dir", data,
+         "--settings", data / "passrate.json", "--out", out / "passrate", "--seed", seed, "--workers", args.workers,
+         "--batch_size", EVAL_BATCH])  # fmt: skip
+    pass_rates = out / "passrate" / "warmup" / "base" / f"{POOL}.jsonl"
+    timed("pass rates", t0)
     t0 = time.time()
     by_id = {it["id"]: it for it in pool}
     subsets = {"full": pool}
@@ -255,14 +276,16 @@ def run_seed(args, cfg: dict, seed: int, out: Path) -> tuple[dict, dict, dict]:
             size = ["--similarity_threshold", args.lim_threshold]
         else:
             size = ["--num_samples", len(subsets["limr"]) if "limr" in subsets else subset_size(len(pool), B)]
-        run([sys.executable, ROOT / "lim_selection.py", *common, "--method", method, *size,
-             "--output_path", out / "select" / f"{method}.json"])  # fmt: skip
+        # PASSRATE reads no training run, only the pass rates; its size is LIMR's, as RAND's and LINEAR's are
+        source = ["--passrate_path", pass_rates, "--original_prompts_path", data / "pool.json"]
+        run([sys.executable, ROOT / "lim_selection.py", *(source if method == "passrate" else common), "--method",
+             method, *size, "--output_path", out / "select" / f"{method}.json"])  # fmt: skip
         chosen = json.loads((out / "select" / f"{method}.json").read_text())
         subsets[name] = [by_id[c["id"]] for c in chosen]
         print(f"{name}: {len(subsets[name])} prompts")
     timed("selection", t0)
 
-    banner(5, "stage 2: GRPO from the warm-up on FULL / LIMR / RAND / LINEAR with equal compute")
+    banner(5, "stage 2: GRPO from the warm-up on FULL / LIMR / RAND / LINEAR / PASSRATE with equal compute")
     t0 = time.time()
     for name, items in subsets.items():
         if len(items) < B:

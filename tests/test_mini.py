@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("trl")
 
-from mini.run import BENCH, PRIMARY, RUNS, SIZES, protocols, subset_size  # noqa: E402
+from mini.run import BENCH, POOL, PRIMARY, RUNS, SIZES, passrate_protocol, protocols, subset_size  # noqa: E402
 
 CFG = SIZES["tiny"]
 B, G = CFG["batch"], CFG["group"]
@@ -109,6 +109,28 @@ def test_stage1_rollout_log_feeds_lim_selection(run_dir, subsets):
     assert report["samples"] == CFG["epochs"] * CFG["pool"] * G and len(report["mean_curve"]) == CFG["epochs"]
 
 
+def test_passrate_selects_from_the_warmups_pass_rates_on_the_pool(run_dir, subsets):
+    """PASSRATE: the harness ran the warm-up on the pool (G samples a prompt at the training temperature), and
+    lim_selection.py kept LIMR's count (or every candidate, if fewer) of the prompts with 0 < p < 1, top p(1-p)."""
+    pool = [it["id"] for it in subsets["full"]]
+    folder = run_dir / "passrate" / "warmup" / "base"
+    setting = json.loads((folder / "results.json").read_text())["benchmarks"][POOL]["generation"]
+    assert {k: setting[k] for k in passrate_protocol(CFG)[POOL]} == passrate_protocol(CFG)[POOL]
+    assert setting["n"] == G and setting["temperature"] == CFG["temperature"]
+    rows = read_jsonl(folder / f"{POOL}.jsonl")
+    correct: dict[str, list[bool]] = {}
+    for r in rows:
+        correct.setdefault(r["id"], []).append(r["correct"])
+    assert sorted(correct) == sorted(pool) and {len(c) for c in correct.values()} == {G}
+    rate = {pid: sum(c) / G for pid, c in correct.items()}
+    candidates = [pid for pid in pool if 0 < rate[pid] < 1]
+    k = min(len(subsets["limr"]), len(candidates))
+    ranked = sorted(candidates, key=lambda pid: -rate[pid] * (1 - rate[pid]))  # stable: ties in pool order
+    assert [c["id"] for c in subsets["passrate"]] == [pid for pid in pool if pid in ranked[:k]]
+    report = json.loads((run_dir / "select" / "passrate.report.json").read_text())
+    assert report["never_solved"] == sum(p == 0 for p in rate.values()) and report["samples_per_prompt"] == G
+
+
 def test_stage1_learns(run_dir):
     """The RL engine works: mean training accuracy over stage 1's last epoch beats its first by at least 0.1.
 
@@ -177,8 +199,12 @@ def test_report_has_every_run_with_intervals_and_the_selection_facts(run_dir, su
     facts = report["facts"]["0"]
     assert len(facts["stage1_epoch_accuracy"]) == CFG["epochs"] and facts["lim_scores"] == CFG["pool"]
     assert {run: sum(mix.values()) for run, mix in facts["levels"].items()} == {n: len(v) for n, v in subsets.items()}
+    shared = {c["id"] for c in subsets["passrate"]} & {c["id"] for c in subsets["limr"]}
+    assert facts["passrate"]["shared_with_limr"] == len(shared)
+    assert facts["passrate"]["selected"] == len(subsets["passrate"])
     text = (run_dir / "report.md").read_text()
     assert "| full - warmup |" in text and "Stage 1's training accuracy by epoch" in text
+    assert "| limr - passrate |" in text and "PASSRATE: the warm-up's pass rate" in text
 
 
 def test_refuses_a_used_output_folder(tmp_path):
