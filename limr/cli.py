@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from limr.jsonio import DataError
+from limr.jsonio import DataError, not_replaceable
 
 
 def int_in(low: int, high: int | None = None):
@@ -79,11 +79,15 @@ def refuse_unwritable_outputs(outputs: Iterable[str | os.PathLike | None]) -> No
     """Raise DataError when an output cannot be written: found before any work, not after hours of grading.
 
     The folders need not exist yet (they are made on writing): the nearest one that does must be a folder this
-    process may create entries in. Nothing is created here.
+    process may create entries in. An existing output must be a regular file (not a symlink, FIFO or device, which
+    writing would replace). Nothing is created here.
     """
     for out in (Path(p) for p in outputs if p is not None):
         if out.is_dir():
             raise DataError(f"output {out} is a folder: give a file name")
+        kind = not_replaceable(out)
+        if kind is not None:  # os.replace would swap it for a regular file (/dev/null, as root)
+            raise DataError(f"output {out} is {kind}, not a regular file: give another path")
         folder = out.parent
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
