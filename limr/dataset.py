@@ -35,14 +35,23 @@ def encode_label(prompt_id: str, answer: str, split: str = "train") -> str:
 
 
 def decode_label(label: str) -> dict:
-    """Inverse of encode_label. A label that is not our JSON is taken as a plain gold answer (id None)."""
+    """Inverse of encode_label. A label that is not our JSON is taken as a plain gold answer (id None).
+
+    Our JSON whose answer is not text or a number (`"answer": null` was graded against the string "None"), or that
+    holds an integer too long for Python to read, is a DataError: no answer could be graded right against it."""
     if isinstance(label, str) and label.startswith("{"):
         try:
             obj = json.loads(label)
         except json.JSONDecodeError:
             obj = None
+        except ValueError:  # json.loads' other ValueError: an integer of more than sys.get_int_max_str_digits()
+            raise DataError(f"the label holds an integer of more than {sys.get_int_max_str_digits():,} digits") from None
         if isinstance(obj, dict) and "answer" in obj:
-            return {"id": obj.get("id"), "answer": str(obj["answer"]), "split": obj.get("split", "train")}
+            answer = obj["answer"]
+            if not (isinstance(answer, str) or is_number(answer) or type(answer) is int):
+                got = "null" if answer is None else type(answer).__name__
+                raise DataError(f"the label's answer must be text or a number, got {got} {answer!r:.40}")
+            return {"id": obj.get("id"), "answer": str(answer), "split": obj.get("split", "train")}
     return {"id": None, "answer": "" if label is None else str(label), "split": "train"}
 
 

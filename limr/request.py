@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 
 from limr.dataset import SPLITS, decode_label
+from limr.jsonio import DataError
 
 ASSISTANT_TURN = "<|im_start|>assistant\n"  # Qwen's chat template opens the model's turn with this
 
@@ -61,6 +62,8 @@ def make_sample(query: str, prompt: str | None, label: str, where: str = "") -> 
         decoded = decode_label(label)
     except RecursionError:  # valid JSON nested deeper than the parser goes
         raise PayloadError(422, f"{where}the label is JSON nested too deep to read") from None
+    except DataError as e:  # an answer that is null, or an integer too long to read
+        raise PayloadError(422, f"{where}{e}") from None
     if decoded["split"] not in SPLITS:
         raise PayloadError(422, f"{where}the label's split must be one of {SPLITS}, got {decoded['split']!r}")
     pid = decoded["id"]

@@ -58,6 +58,26 @@ def test_decode_plain_label(label, answer):
     assert decode_label(label) == {"id": None, "answer": answer, "split": "train"}
 
 
+@pytest.mark.parametrize(
+    "label, message",
+    [
+        ('{"id": "a", "answer": null}', "answer must be text or a number, got null"),  # was graded against "None"
+        ('{"id": "a", "answer": true}', "got bool"),  # was "True"
+        ('{"id": "a", "answer": ["1"]}', "got list"),
+        ('{"id": "a", "answer": {"x": 1}}', "got dict"),
+        ('{"id": "a", "answer": "1", "x": ' + "9" * 4301 + "}", "an integer of more than 4,300 digits"),  # ValueError
+    ],
+)
+def test_decode_label_refuses_a_label_no_answer_can_match(label, message):
+    with pytest.raises(DataError, match=message):
+        decode_label(label)
+
+
+def test_decode_label_takes_a_numeric_answer_as_its_text():
+    assert decode_label('{"id": "a", "answer": 12}')["answer"] == "12"
+    assert decode_label('{"id": "a", "answer": 0.5}')["answer"] == "0.5"
+
+
 def test_encode_label_rejects_unknown_split():
     with pytest.raises(ValueError, match="split"):
         encode_label("a", "1", "test")

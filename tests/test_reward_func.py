@@ -3,6 +3,7 @@ called by OpenRLHF 0.11.2's own SingleTurnAgentExecutor, it gives the reward ser
 grader from LIMR_GRADER, writes no file, and refuses a bad label loudly."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,24 @@ def test_a_bad_worker_count_raises_instead_of_hanging(workers, monkeypatch):
     spec.loader.exec_module(module)
     with pytest.raises(ValueError, match="LIMR_REWARD_WORKERS: "):
         module.reward_func([chat("q") + "\\boxed{5}" + END], [chat("q")], ['{"id": "a", "answer": "5"}'])
+
+
+@pytest.mark.parametrize(
+    "label, message",
+    [
+        ('{"id": "a", "answer": null}', r"labels\[0\]: the label's answer must be text or a number, got null"),
+        ('{"id": "a", "answer": ' + "9" * 4301 + "}", r"labels\[0\]: the label holds an integer of more than"),
+    ],
+)
+def test_a_label_no_answer_can_match_is_refused_as_the_server_refuses_it(label, message):
+    """Issue 22: a null answer was graded against "None", and a 4,301-digit integer raised json's bare ValueError
+    into OpenRLHF; both are now the server's 422 for that request, and this file's ValueError with the same words."""
+    with pytest.raises(request.PayloadError, match=message) as refused:
+        request.parse_payload(json.dumps({"query": ["\\boxed{5}"], "labels": [label]}).encode(), 8)
+    assert refused.value.status == 422
+    spec = importlib.util.spec_from_file_location("reward_func_null_answer", REWARD_FUNC)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(ValueError, match=message):
+        module.reward_func([chat("q") + "\\boxed{5}" + END], [chat("q")], [label])
+    assert module._pool is None  # refused before any grading started
