@@ -192,7 +192,7 @@ def _step_samples(path: Path, decode) -> Counter:
             if np.frombuffer(data, np.uint8).max() >= 0x80 and not is_utf8(data[:]):  # ASCII as json.dump writes
                 raise ValueError
             return Counter(map(PROMPT_REWARD, decode(data)))  # counted in C
-    except (msgspec.DecodeError, ValueError):
+    except (msgspec.DecodeError, ValueError, RecursionError):  # msgspec's own depth limit raises RecursionError
         return _strict_step_samples(path)
 
 
@@ -671,7 +671,8 @@ def score_and_select(args, histories: dict, pool: list[str]) -> dict:
             cutoff = theta if theta is not None else (LINEAR_THETA if args.method == "linear" else THETA)
             selected = select_by_score(scores, cutoff)
     at_defaults = {f"lim >= {THETA}": len(select_by_score(lim, THETA))}
-    at_defaults[f"linear >= {LINEAR_THETA}"] = len(select_by_score(linear_scores(complete), LINEAR_THETA))
+    if args.max_epochs >= 2:  # LINEAR's line needs two epochs; the other methods score one
+        at_defaults[f"linear >= {LINEAR_THETA}"] = len(select_by_score(linear_scores(complete), LINEAR_THETA))
     return {"complete": complete, "dropped": dropped, "scores": scores, "selected": selected, "cutoff": cutoff,
             "k": k, "at_default_thresholds": at_defaults, "mean_curve": mean_curve(complete)}  # fmt: skip
 

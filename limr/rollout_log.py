@@ -272,7 +272,8 @@ def find_duplicates(path: str | os.PathLike) -> list[tuple[int, int]]:
 
 NEWLINE, OPEN, CLOSE = b"\n{}"
 FINITE = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]  # no NaN, no infinity
-POSITIVE = Annotated[int, msgspec.Meta(ge=1)]
+INT64_MAX = 2**63 - 1  # steps and epochs become int64 columns (LogCounts.columns): a larger one is no step of a run
+POSITIVE = Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)]
 
 
 class LogLine(msgspec.Struct, gc=False):  # gc=False: scalar fields only, so 1.4 M of them cost the collector nothing
@@ -320,8 +321,8 @@ def count_samples(path: Path, warn: Callable[[str], None] = warn_stderr) -> LogC
             rows = decode_lines(lines)
             if len(rows) != len(ends):
                 raise ValueError
-        except (msgspec.DecodeError, ValueError):  # json.loads says what the line is
-            _count_strictly(path, lines, lineno, counts)
+        except (msgspec.DecodeError, ValueError, RecursionError):  # json.loads says what the line is (msgspec
+            _count_strictly(path, lines, lineno, counts)  # raises RecursionError past its own depth limit)
         else:
             train = [r for r in rows if r.split != "eval"]
             counts.eval_rows += len(rows) - len(train)
@@ -331,6 +332,8 @@ def count_samples(path: Path, warn: Callable[[str], None] = warn_stderr) -> LogC
     if carry:
         try:
             obj = json.loads(carry)
+        except RecursionError:
+            raise DataError(f"{path}:{lineno + 1}: JSON nested too deeply to read") from None
         except ValueError:
             warn(f"{path}:{lineno + 1}: skipping a torn last line (written when the run stopped?)")
             counts.torn_last_line = lineno + 1
@@ -367,6 +370,8 @@ def _count_strictly(path: Path, lines: bytes, lineno: int, counts: LogCounts) ->
             obj = json.loads(line)
         except ValueError as e:
             raise DataError(f"{path}:{n}: not valid JSON ({e})") from None
+        except RecursionError:
+            raise DataError(f"{path}:{n}: JSON nested too deeply to read") from None
         _count_object(counts, obj, f"{path}:{n}")
 
 
@@ -379,9 +384,11 @@ def _count_object(counts: LogCounts, obj, where: str) -> None:
         return
     step, epoch, pid = obj.get("step"), obj.get("epoch"), obj.get("id")
     if not _positive_int(step):
-        raise DataError(f"{where}: 'step' must be a positive integer (1-based training step), got {step!r}")
+        raise DataError(f"{where}: 'step' must be a positive integer below 2**63 (1-based training step), "
+                        f"got {step!r:.40}")  # fmt: skip
     if epoch is not None and not _positive_int(epoch):
-        raise DataError(f"{where}: 'epoch' must be a positive integer (1-based pass over the prompts), got {epoch!r}")
+        raise DataError(f"{where}: 'epoch' must be a positive integer below 2**63 (1-based pass over the prompts), "
+                        f"got {epoch!r:.40}")  # fmt: skip
     if not isinstance(pid, str):
         raise DataError(f"{where}: 'id' must be a string (the prompt id), got {pid!r}")
     if "reward" in obj:
@@ -396,7 +403,7 @@ def _count_object(counts: LogCounts, obj, where: str) -> None:
 
 
 def _positive_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+    return isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= INT64_MAX
 
 
 def steps_per_epoch_of(

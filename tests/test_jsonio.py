@@ -104,9 +104,19 @@ def test_clis_refuse_special_outputs_with_one_line(tmp_path, selection_inputs, c
     before = kinds(found)
     for path in found.values():
         runs = [
-            lambda p: lim.main(["--scores_path", str(scores), "--original_prompts_path", str(prompts),
-                                "--output_path", str(tmp_path / "sel" / "x.json"), "--scores_output", str(p),
-                                "--no_plots"]),  # fmt: skip
+            lambda p: lim.main(
+                [
+                    "--scores_path",
+                    str(scores),
+                    "--original_prompts_path",
+                    str(prompts),
+                    "--output_path",
+                    str(tmp_path / "sel" / "x.json"),
+                    "--scores_output",
+                    str(p),
+                    "--no_plots",
+                ]
+            ),  # fmt: skip
             lambda p: grade.main(["--input", str(tmp_path / "gen.jsonl"), "--output", str(p), "--workers", "1"]),
         ]
         for run in runs:
@@ -134,7 +144,9 @@ def test_prepare_refuses_a_symlinked_output(tmp_path, capsys):
     assert prepare.main(["--from", str(src), "--out", str(out), "--no_verify"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "scores.json is a symlink" in err, err
-    assert sorted(p.name for p in out.iterdir()) == ["scores.json"] and (tmp_path / "mine.json").read_text() == "mine\n"
+    assert (
+        sorted(p.name for p in out.iterdir()) == ["scores.json"] and (tmp_path / "mine.json").read_text() == "mine\n"
+    )
 
 
 # ---- integers json.loads will not convert ---------------------------------------------------------------------
