@@ -174,7 +174,7 @@ _LONG_INTEGER = f"an integer of more than {sys.get_int_max_str_digits():,} digit
 
 def _long_integer_line(text: str) -> int | None:
     """The line of the first integer json.loads refuses as too long (a guess if a string holds one earlier)."""
-    m = re.search(r'(?<![\w."])[0-9]{%d}' % (sys.get_int_max_str_digits() + 1), text)  # not a fraction's digits
+    m = re.search(rf'(?<![\w."])[0-9]{{{sys.get_int_max_str_digits() + 1}}}', text)  # not a fraction's digits
     return None if m is None else text.count("\n", 0, m.start()) + 1
 
 
