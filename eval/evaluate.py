@@ -35,7 +35,6 @@ import importlib.metadata
 import importlib.util
 import os
 import queue
-import re
 import subprocess
 import sys
 import time
@@ -44,8 +43,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from limr.cli import int_in
+from limr.cli import MAX_WORKERS, int_in, refuse_unwritable_outputs
 from limr.dataset import load_benchmark, load_prompts
+from limr.folders import step_folders
 from limr.grader import MODES
 from limr.jsonio import DataError, is_number, iter_jsonl, read_json, write_json, write_jsonl
 from limr.paper import SYSTEM_PROMPT
@@ -55,8 +55,8 @@ from limr.reward import EOS_MARKERS
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_PATH = Path(__file__).resolve().with_name("benchmarks.json")
 SETTING_KEYS = ("n", "temperature", "top_p", "max_new_tokens")
-CKPT_RE = re.compile(r"global_step(\d+)_hf")  # OpenRLHF's --ckpt.save_hf folders
-SAVED_RE = re.compile(r"step(\d+)")
+CKPT = ("global_step", "_hf")  # OpenRLHF's --ckpt.save_hf folders: global_step{N}_hf
+SAVED = ("step", "")  # ours: <out>/<run>/step{N}
 ROW_TYPES = {"id": str, "answer": str, "sample": int, "response": str, "truncated": bool}
 
 
@@ -86,6 +86,7 @@ def load_settings(path: Path = SETTINGS_PATH) -> dict[str, dict]:
     if not table:
         raise DataError(f"{path}: no benchmarks")
     for bench, s in table.items():
+        check_benchmark_name(bench, path)
         if not isinstance(s, dict) or set(s) != set(SETTING_KEYS):
             raise DataError(f"{path}: {bench}: expected exactly the keys {', '.join(SETTING_KEYS)}")
         ints_ok = all(
@@ -96,6 +97,13 @@ def load_settings(path: Path = SETTINGS_PATH) -> dict[str, dict]:
         if not 0 < s["top_p"] <= 1 or (s["temperature"] == 0 and s["n"] != 1):
             raise DataError(f"{path}: {bench}: top_p must be in (0, 1], and greedy decoding (T 0) needs n 1")
     return table
+
+
+def check_benchmark_name(bench: str, where) -> None:
+    """A benchmark's name is a file name: <data_dir>/<bench>.jsonl is read and <out>/.../<bench>.jsonl written, so a
+    name `/abs/x` replaced its own input and `../victim/x` wrote outside the step folder."""
+    if not bench or bench in (".", "..") or any(c in bench for c in ("/", "\\", "\0")) or Path(bench).is_absolute():
+        raise DataError(f"{where}: benchmark name {bench!r} is not a file name (no '/', '\\', '..' or empty names)")
 
 
 def load_questions(data_dir: Path, bench: str, limit: int | None) -> list[dict]:
@@ -123,17 +131,10 @@ def pick_steps(spec: str, steps: dict[int, Path], where: str, what: str) -> list
         return sorted(steps)
     if spec == "latest":
         return [max(steps)]
-    if not spec.isdigit() or int(spec) not in steps:
+    if not (spec.isascii() and spec.isdigit()) or int(spec) not in steps:
         found = ", ".join(map(str, sorted(steps)))
         raise DataError(f"{where}: no step {spec!r} among the {what}: {found} (or use all / latest)")
     return [int(spec)]
-
-
-def numbered_dirs(folder: Path, pattern: re.Pattern, need: str | None = None) -> dict[int, Path]:
-    if not folder.is_dir():
-        return {}
-    found = {int(m.group(1)): p for p in folder.iterdir() if p.is_dir() and (m := pattern.fullmatch(p.name))}
-    return {k: p for k, p in found.items() if need is None or (p / need).is_file()}
 
 
 def run_name(args) -> str:
@@ -155,12 +156,13 @@ def resolve_targets(args) -> list[Target]:
         model_id = str(model.resolve()) if model.exists() else args.model  # else a hub id
         return [Target(name, None, model_id, root / "base")]
     if args.regrade:  # the saved outputs, not the checkpoints (often deleted after evaluation)
-        steps = pick_steps(args.step, numbered_dirs(root, SAVED_RE, "results.json"), str(root), "saved results")
-        return [Target(name, s, "", root / f"step{s}") for s in steps]
+        saved = step_folders(root, *SAVED, need="results.json")
+        steps = pick_steps(args.step, saved, str(root), "saved results")
+        return [Target(name, s, "", saved[s]) for s in steps]
     run_path = Path(args.run_path)
     if not run_path.is_dir():
         raise DataError(f"{run_path}: no such folder")
-    ckpts = numbered_dirs(run_path, CKPT_RE)
+    ckpts = step_folders(run_path, *CKPT)
     steps = pick_steps(args.step, ckpts, str(run_path), "checkpoints (global_step<N>_hf folders)")
     return [Target(name, s, str(ckpts[s].resolve()), root / f"step{s}") for s in steps]
 
@@ -675,7 +677,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpus", help="GPU ids to spread checkpoints over, one model per tensor_parallel_size of them "
                    "(default: every visible GPU with vLLM)")  # fmt: skip
     p.add_argument("--one_process", action="store_true", help=argparse.SUPPRESS)  # a child of a multi-GPU run
-    p.add_argument("--workers", type=int_in(1), default=os.cpu_count() or 1, help="grading processes")
+    p.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=min(os.cpu_count() or 1, MAX_WORKERS),
+                   help="grading processes")  # fmt: skip
     args = p.parse_args(argv)
     if args.model and args.step is not None:
         p.error("--step goes with --run_path")
@@ -702,6 +705,10 @@ def prepare(args) -> tuple[list[tuple[Target, dict]], dict, dict]:
     targets = resolve_targets(args)
     questions = {} if args.regrade else {b: load_questions(args.data_dir, b, args.limit) for b in benches}
     plans = [(t, plan(t, benches, settings, questions, args)) for t in targets]
+    refuse_unwritable_outputs(  # a symlink or device among them would be replaced: found before any model loads
+        t.out_dir / name for t, todo in plans for b, action in todo.items() if action != "skip"
+        for name in (f"{b}.jsonl", "results.json")
+    )  # fmt: skip
     if args.tensor_parallel_size > 1 and args.backend != "transformers":
         for target, todo in plans:
             if "generate" in todo.values():

@@ -22,13 +22,12 @@ import argparse
 import os
 import sys
 
-from limr.cli import float_in, int_in, refuse_overwriting_inputs, refuse_unwritable_outputs
+from limr.cli import MAX_WORKERS, float_in, int_in, refuse_overwriting_inputs, refuse_unwritable_outputs
 from limr.grader import MODES
 from limr.jsonio import DataError, atomic_write, dumps_line, iter_jsonl
 from limr.pool import HARD_LIMIT_S, Graded, GradingPool
 from limr.reward import EOS_MARKERS, cut_at_eos
 
-MAX_WORKERS = 1024  # one process each: more is a fork bomb, not a speed-up
 MAX_HARD_LIMIT_S = 3600.0  # a response that needs an hour is not being graded
 
 

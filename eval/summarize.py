@@ -30,7 +30,6 @@ import argparse
 import csv
 import io
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,13 +37,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from limr.cli import refuse_overwriting_inputs, refuse_unwritable_outputs
+from limr.folders import step_folders
 from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, read_json
 from limr.paper import BENCHMARK_SIZES
 from limr.stats import Interval, excludes_zero, mean_ci, paired_diff_ci, read_question_scores
 
 BENCHES = ("aime24", "math500", "amc23")  # Table 2's column order
 TITLES = {"aime24": "AIME24", "math500": "MATH500", "amc23": "AMC23", "average": "average"}
-STEP_RE = re.compile(r"step(\d+)")
 # Table 2 of the paper (arXiv 2502.11886): run, training prompts, AIME24, MATH500, AMC23 (accuracy, %). The paper
 # gives LINEAR 1,138 prompts in the table and 1,189 in the text.
 PAPER = (
@@ -77,12 +76,8 @@ def read_point(path: Path) -> dict[str, tuple[float, int]]:
 
 def read_run(folder: Path) -> tuple[dict[int, dict], bool]:
     """A run's points by step (its base folder as step 0), and whether it is a base model alone (no steps)."""
-    steps = {}
-    for sub in folder.iterdir():
-        m = STEP_RE.fullmatch(sub.name)
-        if m and (sub / "results.json").is_file():
-            steps[int(m.group(1))] = sub / "results.json"
-    points = {step: read_point(path) for step, path in steps.items()}
+    steps = step_folders(folder, "step", need="results.json")  # step3 and step03 (or step٣) are refused
+    points = {step: read_point(sub / "results.json") for step, sub in steps.items()}
     base = folder / "base" / "results.json"
     if base.is_file() and 0 not in points:
         points[0] = read_point(base)
@@ -91,8 +86,8 @@ def read_run(folder: Path) -> tuple[dict[int, dict], bool]:
 
 def point_folder(eval_dir: Path, run: str, step: int) -> Path:
     """The folder a point was read from: step 0 stands for the base folder unless a step0 folder exists."""
-    folder = eval_dir / run / f"step{step}"
-    return folder if step or (folder / "results.json").is_file() else eval_dir / run / "base"
+    folder = step_folders(eval_dir / run, "step", need="results.json").get(step)
+    return folder if folder is not None else eval_dir / run / "base"
 
 
 def load_scores(eval_dir: Path, runs: dict) -> dict[tuple[str, int, str], dict[str, list[float]]]:

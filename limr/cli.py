@@ -15,6 +15,8 @@ from pathlib import Path
 
 from limr.jsonio import DataError, not_replaceable
 
+MAX_WORKERS = 1024  # --workers of the grading CLIs: one process each, so more is a fork bomb, not a speed-up
+
 
 def int_in(low: int, high: int | None = None):
     """An argparse `type`: an integer in [low, high] (no upper bound when high is None)."""
