@@ -104,13 +104,21 @@ def download_release(dest: Path, base_url: str = BASE_URL) -> None:
             f.write(data)
 
 
-def verify_release(src: Path) -> None:
-    """Each release file in a local folder must be the pinned commit's, byte for byte, as a download must."""
+def copy_verified(src: Path, dest: Path) -> None:
+    """Copy the release files of a local folder into `dest`, each read once and checked against the pinned commit's
+    hash, byte for byte, as a download is; limr.json (no pinned hash) is copied as read. What is then parsed is what
+    was hashed: reading the file a second time took a copy swapped in between (1 in 8 tries)."""
     for name, (path, blob) in RELEASE_FILES.items():
-        if (src / name).is_file() and git_blob_sha1((src / name).read_bytes()) != blob:
+        if not (src / name).is_file():
+            continue  # reported as missing when the copy is read
+        data = (src / name).read_bytes()
+        if git_blob_sha1(data) != blob:
             raise DataError(
                 f"{src / name} is not {path} of the release at {LIMR_COMMIT[:12]} (changed on purpose? --no_verify)"
             )
+        (dest / name).write_bytes(data)
+    if (src / "limr.json").is_file():
+        (dest / "limr.json").write_bytes((src / "limr.json").read_bytes())
 
 
 def load_limr(
@@ -145,12 +153,22 @@ def load_limr(
 
 
 def load_release(src: Path, warn: Warn, strict: bool = False, verify: bool = False) -> tuple[dict, dict]:
-    """Read and check every release file in `src` (first against the pinned hashes, with `verify`); returns
-    ({output name: rows}, {output name: note})."""
+    """Read and check every release file in `src` (with `verify`, a private copy of the bytes checked against the
+    pinned hashes); returns ({output name: rows}, {output name: note})."""
     if not src.is_dir():
         raise DataError(f"{src}: no such folder")
-    if verify:
-        verify_release(src)
+    if not verify:
+        return read_release(src, warn, strict, verify)
+    with tempfile.TemporaryDirectory(prefix="limr-verified-") as tmp:
+        copy_verified(src, Path(tmp))
+        try:  # messages name the user's folder, not the private copy
+            return read_release(Path(tmp), lambda msg: warn(msg.replace(tmp, str(src))), strict, verify)
+        except DataError as e:
+            raise DataError(str(e).replace(tmp, str(src))) from None
+
+
+def read_release(src: Path, warn: Warn, strict: bool, verify: bool) -> tuple[dict, dict]:
+    """load_release on a folder whose files are the ones to use."""
     kw = {"warn": warn, "strict": strict}
     math8k = load_prompts(src / "math8k.json", **kw)
     scores = load_scores(src / "scores.json", **kw)
