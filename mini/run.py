@@ -59,6 +59,12 @@ SAMPLED = {"mini_t04": 0.4, "mini_t10": 1.0}
 PRIMARY = "mini_t04"  # named before any subset result was seen: the paper's protocol for AIME24 and AMC23
 EVAL_BATCH = 256  # sequences per generate call: a tiny model on a CPU is bound by per-call overhead
 STUDY = {"default": ROOT / "mini" / "study.json"}  # the committed multi-seed study that `make demo` prints beside
+# What a run writes at the top of --out, listed in MANIFEST there before anything else is written: --overwrite deletes
+# exactly the entries an earlier run's manifest lists, so a user's own files in --out are never touched.
+MANIFEST = ".mini-run.json"
+SEED_ENTRIES = ("data", "warmup", "passrate", "rollouts", "stage1", "select", *RUNS, "eval", "summary.md",
+                "summary.csv", "curves.png", "timings.json")  # fmt: skip
+REPORT_ENTRIES = ("report.md", "report.json", "stage1_and_lim.png")
 
 
 def banner(i: int, title: str) -> None:
@@ -135,7 +141,9 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=seed_list, default=[0],
                    help="comma-separated: one seed writes into --out, several into --out/seed<N> and a study table")  # fmt: skip
     p.add_argument(
-        "--overwrite", action="store_true", help="replace an earlier run's --out (else it must be empty or absent)"
+        "--overwrite",
+        action="store_true",
+        help=f"delete what an earlier run wrote in --out (listed in its {MANIFEST}) first; else --out must be empty",
     )
     p.add_argument(
         "--workers", type=int_in(1, 64), default=2, help="grading processes of the reward server and evaluation"
@@ -150,9 +158,56 @@ def subset_size(pool: int, batch: int) -> int:
     return max(1, round(pool * SHARE / batch)) * batch
 
 
-def is_run_folder(out: Path) -> bool:
-    """What --overwrite may delete: a folder an earlier mini/run.py wrote (one seed's, or a study's)."""
-    return (out / "data" / "pool.json").is_file() or any(out.glob("seed*/data/pool.json"))
+def planned_entries(seeds: list[int]) -> list[str]:
+    """The names a run with these seeds writes at the top of --out (one seed's folders, or seed<N> for each)."""
+    per_seed = list(dict.fromkeys(SEED_ENTRIES)) if len(seeds) == 1 else [f"seed{s}" for s in seeds]
+    return [*per_seed, *REPORT_ENTRIES]
+
+
+def read_manifest(path: Path) -> list[str]:
+    """An earlier run's entries; each must be a plain name in --out (a hand-edited `../x` deletes nothing)."""
+    from limr.jsonio import DataError, read_json
+
+    body = read_json(path)
+    entries = body.get("entries") if isinstance(body, dict) else None
+    names_ok = isinstance(entries, list) and all(
+        isinstance(n, str) and n not in ("", ".", "..", MANIFEST) and not any(c in n for c in "/\\\0") for n in entries
+    )
+    if not names_ok:
+        raise DataError(f"{path}: not a mini/run.py manifest (a list of names in 'entries'): not deleting anything")
+    return entries
+
+
+def prepare_out(out: Path, seeds: list[int], overwrite: bool) -> None:
+    """Make --out ready for a run, and list what the run will write there (MANIFEST) before it writes anything.
+
+    An absent or empty folder is used as it is. With --overwrite, a folder an earlier run wrote (it has MANIFEST)
+    loses exactly the entries listed there, whatever else it holds; one without MANIFEST, an --out that is not a
+    folder, or a user's file where this run would write is refused (DataError) and nothing is deleted.
+    """
+    from limr.jsonio import DataError, write_json
+
+    if os.path.lexists(out) and not out.is_dir():
+        raise DataError(f"{out} is not a folder: give another --out")
+    planned = planned_entries(seeds)
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise DataError(
+                f"{out} is not empty: pass --overwrite to replace an earlier run's output, or another --out"
+            )
+        if not (out / MANIFEST).is_file():  # --overwrite deletes only what an earlier run wrote
+            raise DataError(f"{out} is not a mini/run.py output folder: not deleting it")
+        earlier = read_manifest(out / MANIFEST)
+        foreign = [name for name in planned if os.path.lexists(out / name) and name not in earlier]
+        if foreign:
+            raise DataError(f"{out / foreign[0]} was not written by mini/run.py: not replacing it (move it away)")
+        for name in earlier:
+            entry = out / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif os.path.lexists(entry):
+                entry.unlink()
+    write_json(out / MANIFEST, {"written_by": "mini/run.py", "entries": planned})
 
 
 def main(argv=None) -> int:
@@ -168,14 +223,13 @@ def main(argv=None) -> int:
     elif not torch.cuda.is_available():
         print(f"error: --size {args.size} needs a GPU (torch sees none); use --size default", file=sys.stderr)
         return 2
-    if out.exists() and any(out.iterdir()):
-        if not args.overwrite:
-            print(f"error: {out} is not empty: pass --overwrite to replace it, or another --out", file=sys.stderr)
-            return 2
-        if not is_run_folder(out):  # --overwrite deletes only what an earlier run wrote
-            print(f"error: {out} is not a mini/run.py output folder: not deleting it", file=sys.stderr)
-            return 2
-        shutil.rmtree(out)
+    from limr.jsonio import DataError
+
+    try:
+        prepare_out(out, args.seeds, args.overwrite)
+    except (DataError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     single = len(args.seeds) == 1
     seed_dirs = {seed: out if single else out / f"seed{seed}" for seed in args.seeds}
     facts, times, questions = {}, {}, {}

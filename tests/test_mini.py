@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("trl")
 
-from mini.run import BENCH, POOL, PRIMARY, RUNS, SIZES, passrate_protocol, protocols, subset_size  # noqa: E402
+from mini.run import BENCH, MANIFEST, POOL, PRIMARY, RUNS, SIZES, passrate_protocol, protocols, subset_size  # noqa: E402
 
 CFG = SIZES["tiny"]
 B, G = CFG["batch"], CFG["group"]
@@ -207,6 +207,12 @@ def test_report_has_every_run_with_intervals_and_the_selection_facts(run_dir, su
     assert "| limr - passrate |" in text and "PASSRATE: the warm-up's pass rate" in text
 
 
+def test_the_manifest_lists_everything_the_run_wrote(run_dir):
+    """--overwrite deletes what the manifest lists: every entry the run left at the top of --out must be there."""
+    listed = json.loads((run_dir / MANIFEST).read_text())["entries"]
+    assert {p.name for p in run_dir.iterdir()} - {MANIFEST} <= set(listed)
+
+
 def test_refuses_a_used_output_folder(tmp_path):
     (tmp_path / "old.txt").write_text("keep me")
     proc = subprocess.run([sys.executable, str(ROOT / "mini" / "run.py"), "--size", "tiny", "--out", str(tmp_path)], cwd=ROOT,
@@ -228,6 +234,7 @@ def test_a_size_this_machine_cannot_run_deletes_nothing(tmp_path):
         pytest.skip("a GPU is visible: --size gpu would run")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "pool.json").write_text("[]")  # an earlier run's output, which --overwrite may replace
+    (tmp_path / MANIFEST).write_text(json.dumps({"entries": ["data"]}))
     proc = subprocess.run([sys.executable, str(ROOT / "mini" / "run.py"), "--size", "gpu", "--out", str(tmp_path),
                            "--overwrite"], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
     assert (

@@ -174,16 +174,3 @@ def test_run_parses_seeds():
     from mini.run import parse_args
 
     assert parse_args([]).seeds == [0] and parse_args(["--seeds", "2, 0,1"]).seeds == [2, 0, 1]
-
-
-def test_overwrite_recognises_a_seed_or_a_study_folder_only(tmp_path):
-    from mini.run import is_run_folder
-
-    assert not is_run_folder(tmp_path)
-    (tmp_path / "seed3" / "data").mkdir(parents=True)
-    assert not is_run_folder(tmp_path)
-    (tmp_path / "seed3" / "data" / "pool.json").write_text("[]")  # a study's seed folder
-    assert is_run_folder(tmp_path)
-    (tmp_path / "one" / "data").mkdir(parents=True)
-    (tmp_path / "one" / "data" / "pool.json").write_text("[]")  # one seed's run
-    assert is_run_folder(tmp_path / "one")
