@@ -187,3 +187,24 @@ def test_lim_selection_refuses_such_numbers_with_one_line(tmp_path, selection_in
         err = capsys.readouterr().err
         assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists()
+
+
+def test_grade_and_summarize_name_the_line_of_an_integer_too_long_to_read(tmp_path, capsys):
+    """Both printed json's ValueError as a traceback."""
+    grade = _load("eval_grade_jsonio", ROOT / "eval" / "grade.py")
+    summarize = _load("eval_summarize_jsonio", ROOT / "eval" / "summarize.py")
+    gen = tmp_path / "gen.jsonl"
+    gen.write_text(json.dumps({"response": "\\boxed{1}", "answer": "1"}) + '\n{"response": "x", "answer": "1", "n": '
+                   + "9" * DIGITS + "}\n")  # fmt: skip
+    assert grade.main(["--input", str(gen), "--output", str(tmp_path / "graded.jsonl"), "--workers", "1"]) == 2
+    assert (
+        capsys.readouterr().err == f"error: {gen}:2: an integer of more than 4,300 digits, longer than Python reads\n"
+    )
+    results = tmp_path / "eval" / "run" / "step1" / "results.json"
+    results.parent.mkdir(parents=True)
+    for accuracy in ("9" * DIGITS, "1" + "0" * 400):  # unreadable; readable but no float (math.isfinite raised)
+        results.write_text('{"benchmarks": {"b": {"questions": 2,\n "accuracy": ' + accuracy + "}}}")
+        assert summarize.main(["--eval_dir", str(tmp_path / "eval"), "--no_plot"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {results}") and err.count("\n") == 1, err
+    assert not (tmp_path / "graded.jsonl").exists() and not (tmp_path / "eval" / "summary.md").exists()
