@@ -46,7 +46,9 @@ def decode_label(label: str) -> dict:
             obj = None
         except ValueError:  # json.loads' other ValueError: an integer of more than sys.get_int_max_str_digits()
             digits = sys.get_int_max_str_digits()
-            raise DataError(f"the label holds an integer of more than {digits:,} digits") from None
+            raise DataError(
+                f"the label is JSON that cannot be read (an integer of more than {digits:,} digits)"
+            ) from None
         if isinstance(obj, dict) and "answer" in obj:
             answer = obj["answer"]
             if not (isinstance(answer, str) or is_number(answer) or type(answer) is int):
