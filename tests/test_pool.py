@@ -121,17 +121,17 @@ def test_code_in_answers_never_runs(pool, limr_pool, template, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "mode, hostile, timeout_reward",
+    "mode, hostile, gold, timeout_reward",
     [
-        ("default", "\\boxed{10^{10^{10^{10}}}}", WRONG),  # ~1.5 s of sympy: a wrong answer
-        ("limr", "\\boxed{$10^{10^{10^{10}}}$}", BAD_FORMAT),  # ~2.4 s: a format error, as the release's alarm
+        ("default", "\\boxed{(x+1)^{400}}", "x^2+1", WRONG),  # ~4 s of sympy simplifying: a wrong answer
+        ("limr", "\\boxed{$(x+1)^{400}$}", "$x^2+1$", BAD_FORMAT),  # ~2.7 s: a format error, as the release's alarm
     ],
 )
-def test_hard_limit_kills_and_replaces_the_worker(mode, hostile, timeout_reward):
+def test_hard_limit_kills_and_replaces_the_worker(mode, hostile, gold, timeout_reward):
     # one worker, so the responses after the stuck one go to its replacement
     with GradingPool(workers=1, hard_limit_s=0.5, mode=mode, eos_markers=None) as p:
         results = p.map(
-            [("\\boxed{5}", "5"), (hostile, "5"), ("\\boxed{5}", "5"), ("\\boxed{6}", "5"), (hostile, "5")]
+            [("\\boxed{5}", "5"), (hostile, gold), ("\\boxed{5}", "5"), ("\\boxed{6}", "5"), (hostile, gold)]
         )
         assert p.timeouts == 2
     before, stuck, right, wrong, stuck_again = results
@@ -193,14 +193,16 @@ class _NoRestartPool(GradingPool):
         return super()._spawn()
 
 
-STUCK = "\\boxed{10^{10^{10^{10}}}}"  # ~1.5 s of sympy: over a 0.3 s limit however loaded the machine
+# ~4 s of sympy simplifying a degree-400 polynomial: over a 0.3 s limit however loaded the machine (a power tower
+# no longer serves: limr.grader refuses it before sympy sees it)
+STUCK, STUCK_GOLD = "\\boxed{(x+1)^{400}}", "x^2+1"
 
 
 def test_a_worker_restart_that_fails_fails_the_requests_loudly_then_recovers():
     # the dispatcher thread used to die with the OSError, and every later response waited forever
     with _NoRestartPool(workers=1, hard_limit_s=0.3, eos_markers=None) as pool:
         pool.refuse = True
-        stuck = pool.submit(STUCK, "5").result(timeout=60)
+        stuck = pool.submit(STUCK, STUCK_GOLD).result(timeout=60)
         assert stuck.timed_out  # its worker was killed; the replacement is started for the next response
         assert pool.healthy  # nothing has failed yet
         later = pool.submit_many([("\\boxed{5}", "5")] * 3)
@@ -216,7 +218,7 @@ def test_requests_share_the_workers_round_robin():
     # one request of slow responses must not hold back a later one-response request behind all of them
     done = []
     with GradingPool(workers=1, hard_limit_s=0.3, eos_markers=None, batch=1) as pool:
-        slow = pool.submit_many([(STUCK, "5")] * 5)
+        slow = pool.submit_many([(STUCK, STUCK_GOLD)] * 5)
         for i, f in enumerate(slow):
             f.add_done_callback(lambda _, i=i: done.append(f"slow{i}"))
         quick = pool.submit("\\boxed{5}", "5")
@@ -230,7 +232,7 @@ def test_requests_share_the_workers_round_robin():
 
 def test_cancelled_responses_are_not_graded():
     with GradingPool(workers=1, hard_limit_s=0.3, eos_markers=None, batch=1) as pool:
-        first = pool.submit(STUCK, "5")  # keeps the only worker busy while the next ones are cancelled
+        first = pool.submit(STUCK, STUCK_GOLD)  # keeps the only worker busy while the next ones are cancelled
         dropped = pool.submit_many([("\\boxed{5}", "5")] * 4)
         cancelled = [f.cancel() for f in dropped]
         assert first.result(timeout=60).timed_out
