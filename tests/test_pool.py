@@ -384,3 +384,22 @@ def test_a_memory_cap_out_of_range_is_refused(value, monkeypatch):
 def test_a_memory_cap_argument_out_of_range_is_refused(mib):
     with pytest.raises(ValueError, match="memory_limit_mb"):
         GradingPool(workers=1, memory_limit_mb=mib)
+
+
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("train/reward_server.py", ["--port", "0", "--rollout_log", "out.jsonl", "--samples_per_step", "4"]),
+        ("eval/grade.py", ["--input", "in.jsonl", "--output", "out.jsonl"]),
+        ("eval/evaluate.py", ["--model", "nothing", "--out", "out.jsonl"]),
+    ],
+)
+def test_every_entry_point_refuses_a_bad_memory_cap_before_any_work(script, args, tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"response": "\\\\boxed{5}", "answer": "5"}\n')
+    env = {**os.environ, "LIMR_WORKER_MEMORY_MB": "lots", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / script), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert (proc.returncode, proc.stderr.splitlines()) == (2, ["error: LIMR_WORKER_MEMORY_MB='lots': must be a "
+                                                               "whole number of MiB in [64, 1048576]"])  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # nothing written
