@@ -273,7 +273,8 @@ TOWER = "\\boxed{10^{10^{10^{10}}}}"  # against x^2+1: 4.9 GB in one worker with
 
 # A pool of one worker in its own process, which prints each result and its workers' peak RSS. Three stand-ins
 # replace sympy for what it does to a worker on answers the size guard does not know (everything else is graded
-# for real): HUNGRY grows without end (stopped at 1 GiB, 16 MiB at a time, every page written), KILLED is a worker
+# for real): HUNGRY grows without end (stopped at 1 GiB, 16 MiB at a time, every page written), SWALLOWED does the
+# same inside a library that catches the MemoryError, KILLED is a worker
 # that the kernel kills (or a C library that aborts when an allocation fails), and WHO reports the worker's pid
 # and its address space when it starts grading.
 WORKER_SCRIPT = """
@@ -288,6 +289,12 @@ graded_for_real = limr.pool.score
 def score(response, answer, *args):
     if response == "HUNGRY":
         held = [bytearray(16 * 2**20) for _ in range(64)]
+        return Score(-0.5, False, f"held {len(held)} chunks", None)
+    if response == "SWALLOWED":  # the same, caught inside the library (math-verify turns errors into False)
+        try:
+            held = [bytearray(16 * 2**20) for _ in range(64)]
+        except MemoryError:
+            held = []
         return Score(-0.5, False, f"held {len(held)} chunks", None)
     if response == "KILLED":
         os.kill(os.getpid(), signal.SIGKILL)
@@ -358,6 +365,18 @@ def test_a_worker_out_of_memory_fails_the_answer_and_is_replaced(tmp_path):
     assert (right["reward"], wrong["reward"]) == (CORRECT, WRONG)  # the pool keeps grading, and grading right
     (first_pid, start_mib), (second_pid, _) = worker_identity(first), worker_identity(second)
     assert second_pid != first_pid  # the worker that ran out was replaced
+    assert peak_mib <= start_mib + MEMORY_CAP_MIB, f"a worker's RSS peaked at {peak_mib:.0f} MiB"
+
+
+def test_a_worker_that_grew_past_half_its_cap_is_replaced(tmp_path):
+    # math-verify catches the MemoryError itself and answers "not equal": the worker, its heap now grown, goes
+    results, peak_mib = run_worker_script(
+        tmp_path, [("WHO", "5"), ("SWALLOWED", "5"), ("WHO", "5")], start_method="spawn", hard_limit_s=60.0
+    )
+    first, swallowed, second = results
+    assert (swallowed["reward"], swallowed["extracted"], swallowed["out_of_memory"]) == (WRONG, "held 0 chunks", False)
+    (first_pid, start_mib), (second_pid, _) = worker_identity(first), worker_identity(second)
+    assert second_pid != first_pid
     assert peak_mib <= start_mib + MEMORY_CAP_MIB, f"a worker's RSS peaked at {peak_mib:.0f} MiB"
 
 
