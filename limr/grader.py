@@ -14,9 +14,11 @@ Two modes:
 Model output is untrusted. It never reaches `eval`, `sympify` or `parse_expr` here: the default mode uses
 math-verify's LaTeX extraction only (an ANTLR parser that builds sympy objects, no Python evaluation).
 The limr mode also runs math-verify's plain-expression extraction, which calls `parse_expr` but only on
-text its regex restricts to digits, spaces and `+-*/^()`. A response can still make sympy work for a long
-time (`10^{10^{10^{10}}}`): math-verify's own timeouts use `signal.alarm`, so they apply only on the main
-thread, and the hard per-response limit comes from grading in worker processes (`limr.pool`).
+text its regex restricts to digits, spaces and `+-*/^()`. Neither side reaches math-verify when its exact
+numbers would pass MAX_DIGITS (`too_large`: `10^{10^{10^{10}}}` asked sympy for gigabytes). A response can
+still make sympy work for a long time (`(x+1)^{400}` against `x^2+1`): math-verify's own timeouts use
+`signal.alarm`, so they apply only on the main thread, and the hard per-response limit and memory cap come from
+grading in worker processes (`limr.pool`).
 """
 
 from __future__ import annotations
