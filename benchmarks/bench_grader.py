@@ -11,7 +11,11 @@ prompt's answer. Three graders, same inputs:
   ours        limr.pool.GradingPool (all CPU cores): the full paper reward, format rules included
   math-verify verify(parse(\\boxed{gold}), parse(response)) called directly, one process (TRL's pattern)
   openrlhf    OpenRLHF 0.11's `grade_answer(extract_boxed_answer(response), gold)`, one process
-Ratios are against math-verify in the same run. Needs `pip install openrlhf==0.11.2 --no-deps pylatexenc`
+Ratios are against math-verify in the same run. Then the size guard's cost (`limr.grader.too_large`, which
+refuses power towers before sympy sees them): the same responses graded in this process by `limr.grader.grade`
+with the guard and with it replaced by a no-op, chunk by chunk in alternating order with the parse caches
+cleared before each (so that the machine's drifting load falls on both), and the guard's own time over every text
+it was asked about. Needs `pip install openrlhf==0.11.2 --no-deps pylatexenc`
 for the third column (skipped with a note otherwise) and MATH-8k from `python data/prepare.py`
 (or `--prompts ../shared/data/limr-release/math8k.json`).
 """
@@ -148,6 +152,40 @@ def run_direct(items, grade_one, desc: str):
     return time.perf_counter() - start, verdicts, seconds, 0
 
 
+def run_guard_cost(items, rounds: int, chunk: int = 64) -> tuple[float, float, float, int]:
+    """(seconds with the guard, seconds without, the guard's own seconds, its calls) grading `items` in-process.
+    Each chunk of responses is graded both ways back to back, the order alternating, so that a shared machine's
+    load, which drifts over seconds, falls on both alike."""
+    from limr import grader
+
+    guard = grader.too_large
+    asked: list[str] = []
+
+    def grade_chunk(check, part) -> float:
+        grader.too_large = check
+        for cache in (grader._parse_pred, grader._parse_gold, grader._parse_bare, grader.prepare_gold):
+            cache.cache_clear()  # both ways parse afresh, as a new step's answers would be
+        start = time.perf_counter()
+        for response, gold, _ in part:
+            grader.grade(response, gold)
+        return time.perf_counter() - start
+
+    totals = {"with": 0.0, "without": 0.0}
+    try:
+        grade_chunk(lambda text: asked.append(text) or guard(text), items)  # warm-up: the texts the guard sees
+        for r in range(rounds):
+            for i in range(0, len(items), chunk):
+                ways = [("with", guard), ("without", lambda _: False)]
+                for name, check in ways if (r + i // chunk) % 2 == 0 else ways[::-1]:
+                    totals[name] += grade_chunk(check, items[i : i + chunk])
+    finally:
+        grader.too_large = guard
+    start = time.perf_counter()
+    for text in asked:
+        guard(text)
+    return totals["with"], totals["without"], time.perf_counter() - start, len(asked)
+
+
 def math_verify_direct(response: str, gold: str) -> bool:
     from math_verify import parse, verify
 
@@ -187,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--skip", default="", help="comma list of graders to skip: math-verify, openrlhf")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--guard_rounds", type=int, default=3, help="rounds of the size guard's cost (0: skip it)")
     args = p.parse_args(argv)
     prompts = args.prompts or next((c for c in DEFAULT_PROMPTS if c.exists()), None)
     if prompts is None:
@@ -209,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         print("|-------------|---------|---------|--------|---------|--------|--------|-----|")
         for name, (wall, verdicts, seconds, timeouts) in runs.items():
             print(report(name, wall, verdicts, seconds, timeouts, truth, baseline))
+        if args.guard_rounds > 0:
+            with_guard, without, own, calls = run_guard_cost(items, args.guard_rounds)
+            print(f"size guard, limr.grader.grade in one process, {args.guard_rounds} rounds: with "
+                  f"{with_guard:.2f} s, without {without:.2f} s, ratio {with_guard / without:.3f}; the guard itself "
+                  f"{1000 * own:.1f} ms over {calls} texts ({100 * own / with_guard:.2f}% of grading)")  # fmt: skip
     if openrlhf_grade is None and "openrlhf" not in args.skip:
         print("\n(openrlhf column skipped: pip install openrlhf==0.11.2 --no-deps pylatexenc)")
     return 0

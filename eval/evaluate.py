@@ -49,7 +49,7 @@ from limr.folders import step_folders
 from limr.grader import MODES
 from limr.jsonio import DataError, is_number, iter_jsonl, read_json, write_json, write_jsonl
 from limr.paper import SYSTEM_PROMPT
-from limr.pool import HARD_LIMIT_S, GradingPool
+from limr.pool import HARD_LIMIT_S, GradingPool, worker_memory_mb
 from limr.reward import EOS_MARKERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -719,6 +719,7 @@ def prepare(args) -> tuple[list[tuple[Target, dict]], dict, dict]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        worker_memory_mb()  # $LIMR_WORKER_MEMORY_MB, each grading worker's memory cap: checked before any work
         plans, questions, settings = prepare(args)
         for target, todo in plans:
             skipped = [b for b, action in todo.items() if action == "skip"]

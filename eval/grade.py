@@ -25,7 +25,7 @@ import sys
 from limr.cli import MAX_WORKERS, float_in, int_in, refuse_overwriting_inputs, refuse_unwritable_outputs
 from limr.grader import MODES
 from limr.jsonio import DataError, atomic_write, dumps_line, iter_jsonl
-from limr.pool import HARD_LIMIT_S, Graded, GradingPool
+from limr.pool import HARD_LIMIT_S, Graded, GradingPool, worker_memory_mb
 from limr.reward import EOS_MARKERS, cut_at_eos
 
 MAX_HARD_LIMIT_S = 3600.0  # a response that needs an hour is not being graded
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     eos = tuple(m for m in args.eos_markers.split(",") if m) or None
     try:
+        worker_memory_mb()  # $LIMR_WORKER_MEMORY_MB, each grading worker's memory cap: checked before any work
         refuse_overwriting_inputs([args.input], [args.output])  # found before grading, not after hours of it
         refuse_unwritable_outputs([args.output])
         rows = read_rows(args.input)

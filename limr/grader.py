@@ -14,13 +14,16 @@ Two modes:
 Model output is untrusted. It never reaches `eval`, `sympify` or `parse_expr` here: the default mode uses
 math-verify's LaTeX extraction only (an ANTLR parser that builds sympy objects, no Python evaluation).
 The limr mode also runs math-verify's plain-expression extraction, which calls `parse_expr` but only on
-text its regex restricts to digits, spaces and `+-*/^()`. A response can still make sympy work for a long
-time (`10^{10^{10^{10}}}`): math-verify's own timeouts use `signal.alarm`, so they apply only on the main
-thread, and the hard per-response limit comes from grading in worker processes (`limr.pool`).
+text its regex restricts to digits, spaces and `+-*/^()`. Neither side reaches math-verify when its exact
+numbers would pass MAX_DIGITS (`too_large`: `10^{10^{10^{10}}}` asked sympy for gigabytes). A response can
+still make sympy work for a long time (`(x+1)^{400}` against `x^2+1`): math-verify's own timeouts use
+`signal.alarm`, so they apply only on the main thread, and the hard per-response limit and memory cap come from
+grading in worker processes (`limr.pool`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -123,6 +126,255 @@ def normalize(answer: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The size guard. sympy evaluates exact numbers as it builds them: `10^{10^{10^{10}}}` asks for a number of
+# 10^{10^{10}} digits and grows the grading worker by gigabytes until the hard limit kills it; `(10^{10})!` and
+# `9!!` (read as `(9!)!`) likewise. So before math-verify parses an answer, `too_large` bounds, from its tokens
+# alone, the digits of every exact number in it, and refuses the answer (not equal) when one would pass
+# MAX_DIGITS. Nothing is evaluated: the bound is computed on log10 sizes, a letter or a function is "not a
+# number", and a power of one may not have an exponent over MAX_DIGITS (`x^{10^{10}}`, `e^{10^{10}}`).
+
+MAX_DIGITS = 100_000  # the longest exact number an answer may build (MATH's largest, 2^{4950}, has 1,491 digits)
+MAX_NESTING = 64  # levels of groups and arguments; MATH answers nest a few, and the bound is computed recursively
+_LOG2 = math.log10(2)
+
+_SIZE_TOKEN_RE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+|\\[A-Za-z]+|\\.|\*\*|\S")
+_SKIPPED = frozenset({"\\left", "\\right", "\\big", "\\Big", "\\bigg", "\\Bigg", "\\displaystyle", "\\!", "\\,",
+                      "\\;", "\\:", "\\ ", "\\limits"})  # fmt: skip
+_OPENERS = {"{": "}", "(": ")", "[": "]", "\\{": "\\}", "\\lbrace": "\\rbrace", "\\lfloor": "\\rfloor",
+            "\\lceil": "\\rceil", "\\langle": "\\rangle"}  # fmt: skip
+_CLOSERS = frozenset(_OPENERS.values())
+_ADD_OPS = frozenset({"+", "-", "\\pm", "\\mp"})
+_MUL_OPS = frozenset({"*", "/", "\\cdot", "\\times", "\\div"})
+_POW_OPS = frozenset({"^", "**"})
+_FRACS = frozenset({"\\frac", "\\dfrac", "\\tfrac", "\\cfrac"})
+_BINOMS = frozenset({"\\binom", "\\dbinom", "\\tbinom"})
+_SEPARATORS = frozenset({"\\\\", "\\le", "\\leq", "\\ge", "\\geq", "\\ne", "\\neq", "\\lt", "\\gt", "\\cup",
+                         "\\cap", "\\quad", "\\qquad", "\\in", "\\to", "\\approx"})  # fmt: skip
+
+# A size is (upper bound of log10 of the largest numerator or denominator, is it an integer), or None: not a number.
+Size = tuple[float, bool] | None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _value_bound(size: tuple[float, bool]) -> float:
+    """An upper bound of the number's absolute value (inf past float range)."""
+    return 10.0 ** size[0] if size[0] < 300 else math.inf
+
+
+def _checked(log10_digits: float, integer: bool) -> Size:
+    if log10_digits > MAX_DIGITS:
+        raise _TooLarge
+    return log10_digits, integer
+
+
+def _literal(token: str) -> Size:
+    whole, _, fraction = token.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    magnitude = math.log10(int(digits)) if 0 < len(digits) <= 15 else float(len(digits))
+    return max(magnitude, float(len(fraction))), not fraction
+
+
+def _power(base: Size, exponent: Size) -> Size:
+    if exponent is None:  # 2^x: symbolic
+        return None
+    bound = _value_bound(exponent)
+    if base is None:  # x^{10^{10}}: no number, but nothing sympy should expand or simplify either
+        if bound > MAX_DIGITS:
+            raise _TooLarge
+        return None
+    if base[0] == 0:  # 0, 1 and -1 to any power
+        return 0.0, base[1] and exponent[1]
+    return _checked(bound * base[0], base[1] and exponent[1])
+
+
+def _factorial(n: Size) -> Size:
+    """n! has at most n * log10(n) digits."""
+    if n is None:
+        return None
+    return _checked(_value_bound(n) * n[0], True)
+
+
+def _binomial(n: Size, k: Size) -> Size:
+    """C(n, k) < 2^n and <= n^k."""
+    if n is None or k is None:
+        return None
+    return _checked(min(_value_bound(n) * _LOG2, _value_bound(k) * n[0]), True)
+
+
+def _sum(a: Size, b: Size) -> Size:
+    if a is None or b is None:
+        return None
+    if a[1] and b[1]:
+        return max(a[0], b[0]) + _LOG2, True
+    return a[0] + b[0] + _LOG2, False  # p/q + r/s = (ps + rq) / qs
+
+
+def _product(a: Size, b: Size) -> Size:
+    return None if a is None or b is None else (a[0] + b[0], a[1] and b[1])
+
+
+def _quotient(a: Size, b: Size) -> Size:
+    if a is None or b is None:
+        return None
+    return (max(a[0], b[0]) if a[1] and b[1] else a[0] + b[0]), False
+
+
+class _Sizer:
+    """Recursive descent over LaTeX (or math-verify's plain `**` syntax) that computes sizes, never values. It never
+    fails on text it does not know: a token that starts no expression separates two (`,`, `=`, `&`)."""
+
+    def __init__(self, text: str):
+        self.tokens = [t for t in _SIZE_TOKEN_RE.findall(text) if t not in _SKIPPED]
+        self.at = 0
+        self.depth = 0
+
+    def _peek(self) -> str | None:
+        return self.tokens[self.at] if self.at < len(self.tokens) else None
+
+    def _starts_atom(self, token: str | None) -> bool:
+        if token is None or token in _CLOSERS or token in _SEPARATORS or token in _MUL_OPS or token in _ADD_OPS:
+            return False
+        return token[0].isdigit() or token[0] == "." or token in _OPENERS or token[0] == "\\" or token.isalpha()
+
+    def check(self) -> None:
+        while self.at < len(self.tokens):
+            start = self.at
+            self._expression()
+            if self.at == start:
+                self.at += 1  # a separator or a stray closer
+
+    def _expression(self) -> Size:
+        size = self._term()
+        while self._peek() in _ADD_OPS:
+            self.at += 1
+            size = _sum(size, self._term())
+        return size
+
+    def _term(self) -> Size:
+        size = self._factor()
+        while True:
+            token = self._peek()
+            if token in _MUL_OPS:
+                self.at += 1
+                size = (_quotient if token in ("/", "\\div") else _product)(size, self._factor())
+            elif self._starts_atom(token):  # juxtaposition: 2x, 3\sqrt{2}, \text{...}
+                size = _product(size, self._factor())
+            else:
+                return size
+
+    def _factor(self) -> Size:
+        negative = False
+        while self._peek() in _ADD_OPS:
+            negative |= self.tokens[self.at] != "+"
+            self.at += 1
+        if not self._starts_atom(self._peek()):
+            return None
+        size = self._atom()
+        exponents: list[Size] = []
+        while (token := self._peek()) is not None:
+            if token in _POW_OPS:
+                self.at += 1
+                exponents.append(self._argument())
+            elif token == "_":  # a subscript (`1011_2`) names, it does not compute
+                self.at += 1
+                self._argument()
+            elif token == "!":  # `a^b!` and `n!!` are read as (a^b)! and (n!)!, as math-verify's parser does
+                self.at += 1
+                size, exponents = _factorial(self._fold(size, exponents)), []
+            elif token == "'":
+                self.at += 1
+            else:
+                break
+        size = self._fold(size, exponents)
+        return (size[0], False) if negative and size is not None else size
+
+    @staticmethod
+    def _fold(base: Size, exponents: list[Size]) -> Size:
+        """a^b^c as a^(b^c): the larger reading of a double script."""
+        if not exponents:
+            return base
+        exponent = exponents[-1]
+        for below in reversed(exponents[:-1]):
+            exponent = _power(below, exponent)
+        return _power(base, exponent)
+
+    def _argument(self) -> Size:
+        """What a script or a command takes: a group, a whole number (`2^10` is 2^{10} to math-verify), a command
+        with its own arguments, or one character."""
+        while self._peek() in _ADD_OPS:
+            self.at += 1
+        token = self._peek()
+        if token is None or token in _CLOSERS:
+            return None
+        if self._starts_atom(token):
+            return self._atom()
+        self.at += 1
+        return None
+
+    def _atom(self) -> Size:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise _TooLarge
+        try:
+            return self._atom_inner()
+        finally:
+            self.depth -= 1
+
+    def _atom_inner(self) -> Size:
+        token = self.tokens[self.at]
+        self.at += 1
+        if token[0].isdigit() or token[0] == ".":
+            return _literal(token)
+        if token in _OPENERS:
+            return self._group()
+        if token in _FRACS:
+            return _quotient(self._argument(), self._argument())
+        if token in _BINOMS:
+            return _binomial(self._argument(), self._argument())
+        if token == "\\sqrt":
+            root = None
+            if self._peek() == "[":
+                self.at += 1
+                root = self._group()
+            radicand = self._argument()
+            if radicand is None:
+                return None
+            return (radicand[0] / 2 if root is None else radicand[0]), False
+        if token == "\\exp":
+            return _power(None, self._argument())
+        return None  # a letter, \pi, \infty, \sin, \text: not a number (its argument is read next)
+
+    def _group(self) -> Size:
+        """Up to the closer (any closer: `[0, 1)`); a list inside is as large as its largest item."""
+        items: list[Size] = []
+        while (token := self._peek()) is not None and token not in _CLOSERS:
+            start = self.at
+            items.append(self._expression())
+            if self.at == start:
+                self.at += 1
+        if token is not None:
+            self.at += 1
+        if len(items) == 1:
+            return items[0]
+        if not items or any(item is None for item in items):
+            return None
+        return max(item[0] for item in items), False
+
+
+def too_large(expression: str) -> bool:
+    """Would parsing `expression` (LaTeX, or math-verify's plain `**` syntax) build an exact number of more than
+    MAX_DIGITS digits, a power of a symbol past that exponent, or nest past MAX_NESTING? Computed on the text."""
+    try:
+        _Sizer(expression).check()
+    except _TooLarge:
+        return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------
 # math-verify
 
 
@@ -143,6 +395,8 @@ def _latex_only_config():
 def _parse_boxed(answer: str):
     from math_verify import parse
 
+    if too_large(answer):  # refused before sympy builds it: no parse, so equal to nothing
+        return []
     parse_timeout, _ = _timeouts()
     try:
         return parse("\\boxed{" + answer + "}", extraction_config=_latex_only_config(), parsing_timeout=parse_timeout)
@@ -282,6 +536,8 @@ def extract_boxed_limr(response: str) -> str | None:
 def _parse_bare(text: str) -> tuple:
     from math_verify import parse
 
+    if too_large(text):
+        return ()
     parse_timeout, _ = _timeouts()
     try:
         return tuple(parse(text, parsing_timeout=parse_timeout))

@@ -9,6 +9,14 @@ batch CLI (`map`) and an asyncio server (`submit` returns a `concurrent.futures.
 request's responses, or one `map`) share the workers round-robin. Every future ends: a worker that cannot be
 replaced (out of file handles, say) fails its responses with RuntimeError, and `healthy` is False until one starts.
 
+Memory is bounded too: each worker caps its address space (RLIMIT_AS) at its size when it starts plus
+`memory_limit_mb` (WORKER_MEMORY_MB, or `$LIMR_WORKER_MEMORY_MB`). An answer whose grading runs past the cap gets
+a MemoryError in the worker instead of the machine's memory: it scores as a timeout does, and the worker, its heap
+now fragmented, is replaced (as is one whose peak grew by more than half the cap). A worker that dies while
+grading (killed from outside, or by the kernel) costs that one response the timeout reward; only workers that die
+before they start count as a broken setup. `limr.grader.too_large` refuses the known memory bombs (power
+towers, giant factorials) before sympy sees them; the cap stops the ones it does not know.
+
     with GradingPool(workers=2) as pool:
         results = pool.map([(response, answer), ...])
 """
@@ -19,6 +27,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import resource
 import threading
 import time
 from collections import deque
@@ -27,6 +36,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from limr.grader import MODES
+from limr.jsonio import DataError
 from limr.paper import BAD_FORMAT, WRONG
 from limr.reward import EOS_MARKERS, score
 
@@ -34,6 +44,14 @@ HARD_LIMIT_S = 3.0
 BATCH = 16  # responses sent to a worker at once; each still has its own time limit
 MAX_DEATHS = 3  # workers dying at start this many times in a row fail the pending responses instead
 SPAWN_TRIES, SPAWN_RETRY_S = 4, 0.1  # a worker that cannot start is retried after 0.1, 0.2, 0.4, 0.8 s
+# Address space a worker may add to its size at start (MiB). Grading a MATH answer adds a few MiB; the answer
+# `10^{10^{10^{10}}}` took 4.9 GB in 3 s before limr.grader refused it. A worker per core times this is the most
+# the pool can hold beyond its start.
+WORKER_MEMORY_MB = 512
+WORKER_MEMORY_ENV = "LIMR_WORKER_MEMORY_MB"
+WORKER_MEMORY_RANGE_MB = (64, 1 << 20)
+RETIRE_SHARE = 0.5  # a worker whose peak RSS grew by more than this share of the cap is replaced after the response
+_READY = "ready"  # a worker's first message: deaths before it are a broken setup, deaths after it one bad response
 
 
 @dataclass(frozen=True)
@@ -44,11 +62,53 @@ class Graded:
     format_error: str | None
     seconds: float  # grading time in the worker (the limit when it timed out)
     timed_out: bool = False
+    out_of_memory: bool = False  # grading ran past the worker's memory cap (the reward is then the timeout one)
 
 
-def _worker_main(conn, mode: str, eos_markers, check_format: bool) -> None:
-    """Worker loop: receive a batch of (response, answer), send back one Graded per item as it is done."""
+def worker_memory_mb() -> int:
+    """The memory cap of each grading worker, MiB: `$LIMR_WORKER_MEMORY_MB` or WORKER_MEMORY_MB; a value that is not
+    an integer in WORKER_MEMORY_RANGE_MB raises DataError (entry points check it before any work)."""
+    text = os.environ.get(WORKER_MEMORY_ENV, "").strip()
+    if not text:
+        return WORKER_MEMORY_MB
+    low, high = WORKER_MEMORY_RANGE_MB
+    if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
+        raise DataError(f"{WORKER_MEMORY_ENV}={text!r}: must be a whole number of MiB in [{low}, {high}]")
+    return int(text)
+
+
+def gave_up_reward(mode: str) -> float:
+    """The reward of a response the grader could not finish (time or memory): in the release-faithful "limr" mode
+    a format error, as the release's 2 s alarm gave; otherwise a wrong answer."""
+    return BAD_FORMAT if mode == "limr" else WRONG
+
+
+def _cap_address_space(memory_mb: int) -> None:
+    """Cap this process's address space at its size now plus memory_mb (soft and hard limit: graded text cannot
+    raise it again). Past it an allocation raises MemoryError. Where /proc is missing the cap is not set."""
+    try:
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return
+    cap = size + memory_mb * 2**20
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def _peak_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def _worker_main(conn, mode: str, eos_markers, check_format: bool, memory_mb: int) -> None:
+    """Worker loop: cap memory, say ready, then receive a batch of (response, answer) and send back (Graded, retire)
+    per item as it is done; after a `retire` the worker exits and the dispatcher replaces it."""
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # it logs every timeout; we count them
+    _cap_address_space(memory_mb)
+    retire_above_kib = _peak_rss_kib() + memory_mb * 1024 * RETIRE_SHARE
+    conn.send(_READY)
     while True:
         try:
             batch = conn.recv()
@@ -61,9 +121,15 @@ def _worker_main(conn, mode: str, eos_markers, check_format: bool) -> None:
             try:
                 s = score(response, answer, mode, eos_markers, check_format)
                 result = Graded(s.reward, s.correct, s.extracted, s.format_error, time.perf_counter() - start)
+            except MemoryError:  # past the cap: this answer fails, and the worker is replaced
+                seconds = time.perf_counter() - start
+                result = Graded(gave_up_reward(mode), False, None, None, seconds, out_of_memory=True)
             except Exception as e:  # a grader bug must cost one response, not the worker
                 result = Graded(WRONG, False, None, f"error: {type(e).__name__}", time.perf_counter() - start)
-            conn.send(result)
+            retire = result.out_of_memory or _peak_rss_kib() > retire_above_kib
+            conn.send((result, retire))
+            if retire:
+                return
 
 
 def _context():
@@ -123,6 +189,7 @@ class GradingPool:
         eos_markers: tuple[str, ...] | None = EOS_MARKERS,
         check_format: bool = True,
         batch: int = BATCH,
+        memory_limit_mb: int | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"unknown grader mode {mode!r}; expected one of {MODES}")
@@ -130,7 +197,13 @@ class GradingPool:
             raise ValueError(f"workers must be >= 1 (or 0 / None for one per CPU core), got {workers}")
         if not (math.isfinite(hard_limit_s) and hard_limit_s > 0):
             raise ValueError(f"hard_limit_s must be a finite number of seconds > 0, got {hard_limit_s}")
+        if memory_limit_mb is None:
+            memory_limit_mb = worker_memory_mb()
+        low, high = WORKER_MEMORY_RANGE_MB
+        if not low <= memory_limit_mb <= high:
+            raise ValueError(f"memory_limit_mb must be in [{low}, {high}] MiB, got {memory_limit_mb}")
         self.workers = workers or os.cpu_count() or 1
+        self.memory_limit_mb = memory_limit_mb  # address space each worker may add to its size at start
         self.hard_limit_s = hard_limit_s
         self.mode = mode
         self.eos_markers = eos_markers
@@ -157,7 +230,9 @@ class GradingPool:
     def _spawn(self):
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
-            target=_worker_main, args=(child, self.mode, self.eos_markers, self.check_format), daemon=True
+            target=_worker_main,
+            args=(child, self.mode, self.eos_markers, self.check_format, self.memory_limit_mb),
+            daemon=True,
         )
         try:
             proc.start()
@@ -184,8 +259,7 @@ class GradingPool:
     def _timeout_result(self) -> Graded:
         with self._lock:
             self.timeouts += 1
-        reward = BAD_FORMAT if self.mode == "limr" else WRONG
-        return Graded(reward, False, None, None, self.hard_limit_s, timed_out=True)
+        return Graded(gave_up_reward(self.mode), False, None, None, self.hard_limit_s, timed_out=True)
 
     def _next_batch(self) -> list | None:
         """Block for one task, then take what else is queued (up to `batch`): the worker then goes from one
@@ -202,10 +276,11 @@ class GradingPool:
         """Feed one worker until close. Every task taken ends with a result or an exception: a worker that cannot
         be replaced fails its tasks loudly (and the next ones, until a start succeeds) instead of ending the thread
         with futures that would wait forever."""
-        deaths = 0  # workers in a row that died without finishing a response: a broken setup, not a bad response
+        deaths = 0  # workers in a row that died before they were ready: a broken setup, not a bad response
+        ready = False  # has this worker said it is ready?
         while (pending := self._next_batch()) is not None:
             try:
-                deaths, proc, conn = self._grade(pending, deaths, proc, conn)
+                deaths, proc, conn, ready = self._grade(pending, deaths, proc, conn, ready)
             except Exception as e:  # a bug here must fail the request, not hang it; the worker is replaced
                 _fail([f for f, _ in pending], RuntimeError(f"grading failed: {e!r}"))
                 if proc is not None:
@@ -221,29 +296,45 @@ class GradingPool:
             if proc.is_alive():
                 proc.kill()
 
-    def _grade(self, pending: list, deaths: int, proc, conn):
+    def _grade(self, pending: list, deaths: int, proc, conn, ready: bool):
         while pending:
             if conn is None:
                 worker = self._respawn()
                 if worker is None:
                     _fail([f for f, _ in pending], RuntimeError(self.broken))
-                    return deaths, None, None
+                    return deaths, None, None, False
                 proc, conn = worker
-            done, died = 0, False
+                ready = False
+            done, died, retired = 0, False, False
             try:
                 conn.send([task for _, task in pending])
                 while done < len(pending) and conn.poll(self.hard_limit_s):
-                    pending[done][0].set_result(conn.recv())
+                    message = conn.recv()
+                    if message == _READY:  # the worker's start is not counted in the first response's limit
+                        ready = True
+                        continue
+                    graded, retired = message
+                    pending[done][0].set_result(graded)
                     done, deaths = done + 1, 0
+                    if retired:
+                        break
             except (EOFError, OSError):
-                died = True  # killed from outside, out of memory, or it could not start
+                died = True  # killed from outside or by the kernel, or it could not start
+            if retired:  # it exits by itself (memory): a fresh worker takes the rest
+                proc.join(timeout=5)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+                conn.close()
+                proc, conn, pending = None, None, pending[done:]
+                continue
             if done == len(pending):
                 break
             # pending[done] overran the limit or killed the worker: replace the worker, resend the rest
             proc.kill()
             proc.join()
             conn.close()
-            deaths = deaths + 1 if died and done == 0 else 0
+            deaths = deaths + 1 if died and not ready else 0
             if deaths >= MAX_DEATHS:
                 _fail([f for f, _ in pending[done:]],
                       RuntimeError(f"grading workers died {deaths} times in a row (exit code {proc.exitcode})"))  # fmt: skip
@@ -252,7 +343,7 @@ class GradingPool:
                 pending[done][0].set_result(self._timeout_result())
                 pending = pending[done + 1 :]
             proc, conn = None, None
-        return deaths, proc, conn
+        return deaths, proc, conn, ready
 
     def submit(self, response: str, answer: str) -> Future:
         return self.submit_many([(response, answer)])[0]

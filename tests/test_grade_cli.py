@@ -155,7 +155,7 @@ def test_plain_text_generations(tmp_path, eos_flag, rewards):
 
 def test_hard_limit(tmp_path):
     rows = [
-        {"response": "\\boxed{10^{10^{10^{10}}}}" + END, "answer": "5"},
+        {"response": "\\boxed{(x+1)^{400}}" + END, "answer": "x^2+1"},  # ~4 s of sympy
         {"response": "\\boxed{5}" + END, "answer": "5"},
     ]
     src = write_jsonl(tmp_path / "in.jsonl", rows)

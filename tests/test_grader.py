@@ -3,11 +3,12 @@ with a true and a false case), the release-faithful "limr" mode, code in answers
 release data graded against itself."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from limr.grader import extract_boxed, grade, is_equivalent, prepare_gold
+from limr.grader import extract_boxed, grade, is_equivalent, prepare_gold, too_large
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"{SHARED} not found (public release files)")
@@ -197,6 +198,74 @@ def test_code_in_answers_never_runs(template, gold, mode, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The size guard: what sympy would spend gigabytes on is refused before it is parsed
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "10^{10^{10^{10}}}",  # issue 22: 4.9 GB in one worker within 3 s
+        "10^{10^{10}}",  # 10^10 digits
+        "10^10^10",  # math-verify reads (10^10)^10 and 10^{10^10} alike: the larger is refused
+        "10**10**10**10",  # the plain syntax the limr mode's parser reads
+        "\\left(10^{10}\\right)^{10^{10}}",
+        "x^{10^{10}}",  # a symbol to a power nothing should expand
+        "e^{10^{10}}",
+        "\\exp(10^{10})",
+        "2^{123456789}",  # 37 million digits from a short exponent
+        "\\frac{1}{7^{10^{7}}}",  # in a denominator
+        "1.5^{10^{6}}",  # a decimal base is a fraction
+        "(10^{10})!",  # a giant factorial
+        "(10^{10^{10}})!",
+        "9!!",  # math-verify reads (9!)!: 1.9 million digits
+        "\\binom{10^{10}}{10^{9}}",
+        "\\sqrt{10^{10^{10}}}",
+        "{" * 100 + "1" + "}" * 100,  # nested past what the guard reads
+    ],
+)
+def test_answers_sympy_would_build_for_ever_are_too_large(answer):
+    assert too_large(answer)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "10^{10}", "2^{100}", "2^{4950}", "2^{2008} -2", "3^{2007}", "2^{2^{10}}", "1^{10^{10}}", "x^{2007}",
+        "10^{-10}", "2004!", "\\frac{1}{2004!}", "\\binom{10}{3}", "\\binom{10^{10}}{2}", "\\sqrt[3]{2}",
+        "e^{i\\pi}", "1011_2", "90^\\circ", "29,\\!322,\\!216", "\\$306,\\!956.63", "[0, 1)", "\\{1, 2\\}",
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\text{Saturday}", "(x+1)^{400}",
+    ],
+)  # fmt: skip
+def test_ordinary_answers_are_not_too_large(answer):
+    assert not too_large(answer)
+
+
+@pytest.mark.parametrize(
+    "pred, gold",
+    [
+        ("10000000000", "10^{10}"),
+        (str(2**100), "2^{100}"),
+        ("2^{100}-2", str(2**100 - 2)),
+        ("2^{2009}", "2\\cdot 2^{2008}"),  # MATH-8k's powers, graded through math-verify as before
+        ("3^{2007}", "3 \\cdot 3^{2006}"),
+        ("2^{4950}", "4^{2475}"),
+        ("2^{1024}", "4^{512}"),
+        ("\\frac{1}{2004!}", "\\frac{1}{2004 \\cdot 2003!}"),
+    ],
+)
+def test_large_numbers_still_grade(pred, gold):
+    assert is_equivalent(pred, prepare_gold(gold))
+    assert not is_equivalent(pred + "+1", prepare_gold(gold))
+
+
+@pytest.mark.parametrize("mode", ["default", "limr"])
+def test_a_power_tower_equals_nothing_in_either_mode(mode):
+    # refused answers parse to nothing: wrong against an expression, a number, and a tower written otherwise
+    for gold in ("x^2+1", "5", "10^{10^{10^{10}}}"):
+        assert grade("\\boxed{(10^{10})^{10^{10^{10}}}}", gold, mode).correct is False
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The release's data graded against itself
 
 
@@ -208,6 +277,15 @@ def test_math500_human_solutions_are_correct():
     assert [
         (r["unique_id"], r["answer"], v.extracted) for r, v in zip(rows, verdicts, strict=True) if not v.correct
     ] == []
+
+
+@needs_shared
+def test_no_math_answer_is_too_large():
+    answers = [r["answer"] for r in _math8k()]
+    answers += [json.loads(line)["answer"] for line in (SHARED / "math500_solutions.jsonl").read_text().splitlines()]
+    assert [a for a in answers if too_large(a)] == []
+    powers = [a for a in answers if re.search(r"\^\s*\{\d{3,}\}", a)]  # the largest numbers in the data
+    assert len(powers) >= 6 and all(grade("\\boxed{" + a + "}", a).correct for a in powers)
 
 
 def _math8k():

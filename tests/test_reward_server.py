@@ -452,7 +452,8 @@ def test_refuses_a_log_written_with_another_step_size(tmp_path):
 def test_a_response_over_the_hard_limit_gets_wrong_and_is_counted(tmp_path):
     log = tmp_path / "rollouts.jsonl"
     with ServerProcess(log, "--hard_limit", "0.5") as server:
-        stuck = _payload(query=[P + "\\boxed{10^{10^{10^{10}}}}" + END])  # ~1.5 s of sympy
+        # ~4 s of sympy (a power tower no longer serves: the grader refuses it at once)
+        stuck = _payload(query=[P + "\\boxed{(x+1)^{400}}" + END], labels=[encode_label("a", "x^2+1")])
         assert request(server.port, "POST", "/get_reward", stuck)[1]["rewards"] == [WRONG]
         assert request(server.port, "POST", "/get_reward", _payload())[1]["rewards"] == [CORRECT]  # a new worker
         assert request(server.port, "GET", "/stats")[1]["timeouts"] == 1
@@ -931,7 +932,7 @@ def test_health_turns_unhealthy_when_a_worker_cannot_be_restarted(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         pool.refuse = True
-        stuck = _payload(query=[P + "\\boxed{10^{10^{10^{10}}}}"])  # over 0.3 s: its worker is killed
+        stuck = _payload(query=[P + "\\boxed{(x+1)^{400}}"], labels=[encode_label("a", "x^2+1")])  # over 0.3 s
         assert request(port, "POST", "/get_reward", stuck)[1]["rewards"] == [WRONG]
         status, reply = request(port, "POST", "/get_reward", _payload())
         assert status == 503 and "Too many open files" in reply["error"]

@@ -15,6 +15,7 @@ every node, as requirements.txt does (`-e .[plot]`, step 3 of its install).
 Settings come from the environment of the engine processes (set them in Ray's runtime env), read at first call:
   LIMR_GRADER          default | limr (the release's reward, bug for bug)   [default]
   LIMR_REWARD_WORKERS  grading processes per vLLM engine                    [4]
+  LIMR_WORKER_MEMORY_MB  memory each grading process may add (limr/pool.py) [512]
 """
 
 import argparse

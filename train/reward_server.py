@@ -49,7 +49,7 @@ from pathlib import Path
 from limr.cli import float_in, int_in
 from limr.grader import MODES
 from limr.jsonio import DataError
-from limr.pool import HARD_LIMIT_S, GradingPool
+from limr.pool import HARD_LIMIT_S, GradingPool, worker_memory_mb
 from limr.request import PayloadError, Sample, parse_payload, reply
 from limr.rollout_log import RolloutLog, check_resume, epoch_of, log_row, response_sha1, step_of
 
@@ -545,6 +545,7 @@ def main(argv=None) -> int:
             f"warning: serving {args.host} without --token: anyone who can reach it can write the log", file=sys.stderr
         )
     try:
+        memory_mb = worker_memory_mb()  # $LIMR_WORKER_MEMORY_MB, each grading worker's memory cap
         sock = bind(args.host, args.port)  # first: a port in use leaves the logs untouched
         train_log, eval_log = open_logs(args)
     except (DataError, OSError) as e:
@@ -556,7 +557,9 @@ def main(argv=None) -> int:
         args.max_request_bytes, args.max_samples_per_request, connections, header_timeout_s=args.header_timeout
     )
     # batch=1: each worker takes one response at a time, round-robin over the requests waiting (no head-of-line)
-    pool = GradingPool(workers=workers, hard_limit_s=args.hard_limit, mode=args.grader, batch=1)
+    pool = GradingPool(
+        workers=workers, hard_limit_s=args.hard_limit, mode=args.grader, batch=1, memory_limit_mb=memory_mb
+    )
     recorder = Recorder(train_log, eval_log, args.samples_per_step, args.store_responses, args.samples_per_epoch)
     app = create_app(pool, recorder, args.token, limits)
     port = sock.getsockname()[1]
