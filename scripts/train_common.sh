@@ -62,6 +62,7 @@ TRAIN_BATCH_SIZE=${TRAIN_BATCH_SIZE:-256}            # paper §3.1; release --tr
 TRAIN_MICRO_BATCH_SIZE=${TRAIN_MICRO_BATCH_SIZE:-4}  # paper §3.1; release --micro_train_batch_size 4
 PPO_EPOCHS=${PPO_EPOCHS:-1}                          # paper §3.1: 1 PPO epoch per rollout; release --max_epochs 1
 TRAIN_STEPS=${TRAIN_STEPS:-189}                      # paper §2.2: 21 epochs of history = 21 x 9 steps here (README)
+FULL_BATCHES=${FULL_BATCHES:-auto}                   # auto: every run but FULL trains on whole rollout batches (README)
 ZERO_STAGE=${ZERO_STAGE:-3}                          # paper §3.1; release --zero_stage 3
 PARAM_DTYPE=${PARAM_DTYPE:-bf16}                     # paper §3.1; release --bf16
 ATTN_IMPLEMENTATION=${ATTN_IMPLEMENTATION:-flash_attention_2}  # release --flash_attn
@@ -98,6 +99,7 @@ apply_preset                   # NNODES, GPUS_PER_NODE, ACTOR_GPUS, CRITIC_GPUS,
 # ---- The launch ----
 check_settings              # types and ranges, this node's role, the prompt files: one error line, exit 2
 check_machine               # GPUs, ray and the model are here (not under DRY_RUN=1)
+run_preflight               # scripts/preflight.sh on this node: one line per check, stop if any failed
 derive_schedule             # steps per episode, episodes, LR warmup ratio, max length (as OpenRLHF 0.11 counts)
 derive_endpoints            # the reward server's address and URL, wandb on or off
 choose_rollout_micro_batch  # every step splits evenly over every model group's ranks, or the run is refused
@@ -108,6 +110,7 @@ if ((NODE_RANK > 0)); then
     join_head               # other nodes: join the head's Ray cluster and block until it stops
     exit 0
 fi
+write_full_batches          # the stage-2 runs: the prompt file of whole batches (limr/full_batches.py)
 start_reward_server         # the head: the reward server, logging every rollout, answering GET /health ...
 start_ray_head              # ... a Ray head, and every node's GPUs in it ...
 check_wandb_on_every_node
@@ -116,7 +119,7 @@ run python3 -m openrlhf.cli.train_ppo_ray \
     --actor.model_name_or_path "$MODEL" \
     --critic.model_name_or_path "$MODEL" \
     --reward.remote_url "$REWARD_URL" \
-    --data.prompt_dataset "$(abs "$PROMPTS")" \
+    --data.prompt_dataset "$(abs "$TRAIN_PROMPTS")" \
     --data.input_key "$INPUT_KEY" \
     --data.label_key "$LABEL_KEY" \
     --data.apply_chat_template \
