@@ -7,7 +7,7 @@ their sources in scripts/README.md ("Presets").
 """
 
 import argparse
-import importlib.metadata
+import hashlib
 import json
 import os
 import re
@@ -75,8 +75,11 @@ def check_driver(cuda: str | None, want_cuda: int) -> tuple[bool, str]:
     fix = f"install NVIDIA driver >= {need} (torch {pins().get('torch', '?')} from PyPI is built for CUDA {want_cuda})"
     if rc != 0:
         return line(False, "NVIDIA driver", f"nvidia-smi failed ({out.splitlines()[-1] if out else rc})", fix)
-    version = out.splitlines()[0].strip()
-    if int(version.split(".")[0]) < need:
+    m = re.match(r"\s*(\d+)\.[\d.]+\s*$", out.splitlines()[0] if out else "")
+    if not m:
+        return line(False, "NVIDIA driver", f"nvidia-smi gave no driver version: {out[:80]!r}", fix)
+    version = m.group(0).strip()
+    if int(m.group(1)) < need:
         return line(False, "NVIDIA driver", f"{version} is older than {need}, which CUDA {want_cuda} needs", fix)
     return line(True, "NVIDIA driver", f"{version} (>= {need} for CUDA {want_cuda}; torch built for {cuda})")
 
@@ -86,6 +89,8 @@ def check_gpus(gpus: int, preset: str) -> tuple[bool, str]:
     fix = f"PRESET={preset} needs {gpus} GPU(s) of 80 GB per node: run it on such a node (or pick another PRESET)"
     if rc != 0:
         return line(False, "GPUs", f"cannot list them ({out.splitlines()[-1] if out else rc})", fix)
+    if not re.fullmatch(r"[\d.\s]+", out):
+        return line(False, "GPUs", f"nvidia-smi gave no memory sizes: {out[:80]!r}", fix)
     mib = [int(float(x)) for x in out.split()]
     small = [m for m in mib if m < GPU_MIB]
     if len(mib) < gpus or small:
@@ -198,19 +203,15 @@ def check_ray_ports(head: bool, master: str, ray_port: int) -> tuple[bool, str]:
         return line(True, "Ray ports", f"{master}:{ray_port} not up yet ({e}); the worker waits for it")
 
 
-def check_data(files: list[Path]) -> list[tuple[bool, str]]:
-    out = []
-    for f in files:
-        if not f.is_file():
-            out.append(line(False, f"data {f.name}", f"{f} not found", "python data/prepare.py (or the run's PROMPTS_CMD)"))
-            continue
-        import hashlib
-
-        digest = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
-        rows = sum(1 for x in f.read_text().splitlines() if x.strip())
-        ok = rows > 0 and json.loads(next(x for x in f.read_text().splitlines() if x.strip())).get("label") is not None
-        out.append(line(ok, f"data {f.name}", f"{rows} rows, sha256 {digest} (compare across nodes)", "remake it"))
-    return out
+def check_data(f: Path) -> tuple[bool, str]:
+    """A prompt file is there, in OpenRLHF's format; its hash, to compare across nodes (they read one shared copy)."""
+    if not f.is_file():
+        return line(False, f"data {f.name}", f"{f} not found", "python data/prepare.py (or the run's PROMPTS_CMD)")
+    data = f.read_bytes()
+    rows = [x for x in data.decode().splitlines() if x.strip()]
+    ok = bool(rows) and "label" in json.loads(rows[0]) and "context_messages" in json.loads(rows[0])
+    text = f"{len(rows)} rows, sha256 {hashlib.sha256(data).hexdigest()[:16]}"
+    return line(ok, f"data {f.name}", text if ok else f"{text}: not OpenRLHF prompt rows", "python data/prepare.py")
 
 
 def check_wandb(python: str) -> tuple[bool, str]:
@@ -244,21 +245,27 @@ def main(argv: list[str] | None = None) -> int:
     head = a.node_rank == 0
     want_cuda = 13  # PyPI's torch 2.13.0 is the CUDA 13.0 build (scripts/README.md, Install on GPU nodes)
     cuda = torch_cuda(a.python)
-    results = [
-        check_driver(cuda, want_cuda),
-        check_gpus(a.gpus, a.preset),
-        check_memory(a.preset),
-        check_disk(a.out, a.preset, a.train_steps, a.save_steps),
-        check_toolkit(cuda, want_cuda),
-        check_cpu_adam(a.python, a.build_timeout),
-        *(check_import(a.python, dist, mod, pins().get(dist)) for dist, mod in PACKAGES.items()),
-        check_reward(a.reward_host, a.reward_bind, a.reward_port, head),
-        check_ray_ports(head, a.master_addr, a.ray_port),
-        *check_data(a.data),
-        check_wandb(a.python),
+    checks = [
+        lambda: check_driver(cuda, want_cuda),
+        lambda: check_gpus(a.gpus, a.preset),
+        lambda: check_memory(a.preset),
+        lambda: check_disk(a.out, a.preset, a.train_steps, a.save_steps),
+        lambda: check_toolkit(cuda, want_cuda),
+        lambda: check_cpu_adam(a.python, a.build_timeout),
+        *(lambda d=dist, m=mod: check_import(a.python, d, m, pins().get(d)) for dist, mod in PACKAGES.items()),
+        lambda: check_reward(a.reward_host, a.reward_bind, a.reward_port, head),
+        lambda: check_ray_ports(head, a.master_addr, a.ray_port),
+        *(lambda f=f: check_data(f) for f in a.data),
+        lambda: check_wandb(a.python),
     ]
-    for _, text in results:
-        print(text, flush=True)
+    results = []
+    for check in checks:
+        try:
+            result = check()
+        except Exception as e:  # a check that breaks is a failed check, and the others still run
+            result = line(False, "check", f"{type(e).__name__}: {e}", "report it")
+        results.append(result)
+        print(result[1], flush=True)
     failed = sum(not ok for ok, _ in results)
     print(f"preflight: {len(results) - failed} ok, {failed} FAIL" + (" (fix each FAIL above)" if failed else ""))
     return 1 if failed else 0

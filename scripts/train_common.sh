@@ -99,12 +99,12 @@ apply_preset                   # NNODES, GPUS_PER_NODE, ACTOR_GPUS, CRITIC_GPUS,
 # ---- The launch ----
 check_settings              # types and ranges, this node's role, the prompt files: one error line, exit 2
 check_machine               # GPUs, ray and the model are here (not under DRY_RUN=1)
-run_preflight               # scripts/preflight.sh on this node: one line per check, stop if any failed
 derive_schedule             # steps per episode, episodes, LR warmup ratio, max length (as OpenRLHF 0.11 counts)
 derive_endpoints            # the reward server's address and URL, wandb on or off
 choose_rollout_micro_batch  # every step splits evenly over every model group's ranks, or the run is refused
 check_train_batch           # DeepSpeed's train batch = micro batch x accumulation x ranks
 print_plan
+run_preflight               # scripts/preflight.sh on this node, every node: stop if any check failed
 set_exit_trap               # on exit, stop the reward server and Ray if this script started them
 if ((NODE_RANK > 0)); then
     join_head               # other nodes: join the head's Ray cluster and block until it stops
