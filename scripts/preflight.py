@@ -209,7 +209,11 @@ def check_data(f: Path) -> tuple[bool, str]:
         return line(False, f"data {f.name}", f"{f} not found", "python data/prepare.py (or the run's PROMPTS_CMD)")
     data = f.read_bytes()
     rows = [x for x in data.decode().splitlines() if x.strip()]
-    ok = bool(rows) and "label" in json.loads(rows[0]) and "context_messages" in json.loads(rows[0])
+    try:
+        first = json.loads(rows[0]) if rows else None
+    except ValueError:
+        first = None
+    ok = isinstance(first, dict) and "label" in first and "context_messages" in first
     text = f"{len(rows)} rows, sha256 {hashlib.sha256(data).hexdigest()[:16]}"
     return line(ok, f"data {f.name}", text if ok else f"{text}: not OpenRLHF prompt rows", "python data/prepare.py")
 

@@ -198,7 +198,6 @@ def test_episodes_restart_the_pass(dry, prompt_file):
     assert pass_steps(1389, args, episodes=2) == [[1024, 365]] * 2
 
 
-
 def test_stage2_runs_take_full_batches_only(dry, prompt_file, tmp_path):
     """The default stage-2 run: the file limr.full_batches writes, driven through OpenRLHF's SamplesGenerator in the one
     episode the launcher asks for, is 189 steps of 1,024 prompts, each split evenly."""
@@ -209,6 +208,7 @@ def test_stage2_runs_take_full_batches_only(dry, prompt_file, tmp_path):
     rows = write_full_batches(prompt_file(1389), tmp_path / "fb.jsonl", args.rollout.batch_size, 189, args.train.seed)
     assert pass_steps(rows, args) == [[1024] * 189]
     assert_every_step_even(rows, args, out)
+
 
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("script", ["train_math.8k.sh", "train_limr.sh"])

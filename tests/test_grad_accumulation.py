@@ -19,11 +19,10 @@ from types import SimpleNamespace
 from typing import Optional
 
 import pytest
-import torch
-from openrlhf.utils.loss_utils import iter_grad_accum_global_norm
-
 import test_even_split as split
 import test_train_scripts as scripts
+import torch
+from openrlhf.utils.loss_utils import iter_grad_accum_global_norm
 
 data, dry, openrlhf_main, prompt_file = scripts.data, scripts.dry, scripts.openrlhf_main, split.prompt_file
 # models/loss.py, aggregate_loss, compiled from the installed file (its package imports flash_attn, absent on a CPU)
@@ -81,7 +80,9 @@ def schedule(args, rows: int, episodes: int) -> tuple[list[int], int]:
 def summary(engine: Engine, ppo_steps: int) -> dict:
     mixing = [opt for opt in engine.optimizer_steps if len({p for p, _ in opt}) > 1]
     return {
-        "mixed_ppo_steps": len({opt[-1][0] for opt in mixing}),  # PPO steps that take an optimizer step of two rollouts
+        "mixed_ppo_steps": len(
+            {opt[-1][0] for opt in mixing}
+        ),  # PPO steps that take an optimizer step of two rollouts
         "rollouts_in_a_mix": len({s for opt in mixing for s, _ in opt}),  # the rollouts whose gradients are in one
         "max_gradient": max(sum(w for _, w in opt) for opt in engine.optimizer_steps),
         "max_token_weight": max(w for opt in engine.optimizer_steps for _, w in opt) * engine.gas,
@@ -97,7 +98,9 @@ def test_full_on_paper_mixes_rollouts_in_171_of_189_steps(dry, prompt_file):
     got = summary(replay(steps, gas), len(steps))
     assert got["mixed_ppo_steps"] == 171  # all but the first pass and the 17th (phase 5 x 16 = 80 = 0 mod 16)
     assert got["rollouts_in_a_mix"] == 173  # the same + the partial steps that end those two passes
-    assert math.isclose(got["max_gradient"], 1 + 11 / 16, rel_tol=1e-6)  # a 5-micro-batch tail window (1) + 11 of the next (11/16)
+    assert math.isclose(
+        got["max_gradient"], 1 + 11 / 16, rel_tol=1e-6
+    )  # a 5-micro-batch tail window (1) + 11 of the next (11/16)
     assert math.isclose(got["max_token_weight"], 16 / 5, rel_tol=1e-6)  # each token of a 5-micro-batch window: 3.2x
     assert got["never_applied"] == 5 * 21 % 16 == 9  # the run ends inside an accumulation
 

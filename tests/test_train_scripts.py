@@ -689,7 +689,9 @@ def launch_env(data, tmp_path, stubs, **env) -> dict:
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
     env = dict(MODEL=tmp_path / "model", OUT=tmp_path / "out", TRAIN_CALL=tmp_path / "train.json", **env)
-    env.setdefault("SKIP_PREFLIGHT", 1)  # its own tests: test_preflight.py, and test_a_failed_preflight_stops_the_launch
+    env.setdefault(
+        "SKIP_PREFLIGHT", 1
+    )  # its own tests: test_preflight.py, and test_a_failed_preflight_stops_the_launch
     return script_env(data, tmp_path, tools_only(tmp_path, stubs), **env)
 
 
