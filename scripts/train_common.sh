@@ -7,6 +7,7 @@
 #   NODE_RANK=1 MASTER_ADDR=node0 bash scripts/train_math.8k.sh   # ... and on the second node (node0 = head's hostname)
 #   PRESET=node bash scripts/train_limr.sh                  # 1 node x 8 GPUs, everything colocated
 #   PRESET=single bash scripts/train_limr.sh                # 1 x 80 GB GPU, Qwen2.5-Math-1.5B
+#   bash scripts/preflight.sh                               # first: prove this node (the launch runs it too)
 #   bash scripts/smoke.sh                                   # PRESET=smoke: 40 prompts on one GPU, minutes
 #   DRY_RUN=1 bash scripts/train_math.8k.sh                 # print every command that would run; start nothing
 #   sbatch scripts/slurm_example.sbatch                     # the paper preset on a Slurm cluster
