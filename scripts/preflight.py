@@ -191,6 +191,8 @@ def check_reward(host: str, bind: str, port: int, head: bool) -> tuple[bool, str
 
 
 def check_ray_ports(head: bool, master: str, ray_port: int) -> tuple[bool, str]:
+    if head and os.environ.get("RAY_ADDRESS"):  # the launcher uses that cluster and starts no Ray head here
+        return line(True, "Ray ports", f"RAY_ADDRESS={os.environ['RAY_ADDRESS']}: a running cluster, no ports to take")
     if head:
         ports = [ray_port, 8265, 10001]  # GCS, dashboard, Ray client: what `ray start --head` binds by default
         taken = [p for p in ports if not port_free("0.0.0.0", p)]

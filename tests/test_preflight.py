@@ -210,11 +210,16 @@ def test_reward_port_taken_or_head_unknown():
 
 
 def test_ray_ports(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
         port = taken.getsockname()[1]
         got, text = preflight.check_ray_ports(True, "127.0.0.1", port)
         assert not got and f"taken: [{port}" in text and "ray stop" in text
+        monkeypatch.setenv("RAY_ADDRESS", "10.0.0.9:6379")  # a cluster the launcher joins: nothing to bind here
+        got, text = preflight.check_ray_ports(True, "127.0.0.1", port)
+        assert got and "RAY_ADDRESS=10.0.0.9:6379" in text
+        monkeypatch.delenv("RAY_ADDRESS")
     with socket.socket() as head:
         head.bind(("127.0.0.1", 0))
         head.listen()

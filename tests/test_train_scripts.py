@@ -553,6 +553,12 @@ def test_ds_skip_cuda_check_reaches_every_ray_process(data, tmp_path, script, pr
     assert out.index("+ export DS_SKIP_CUDA_CHECK=1") < out.index("+ ray start")
 
 
+def test_a_cluster_named_by_ray_address_is_told_to_export_it(data, tmp_path):
+    out = dry_run(data, tmp_path, RAY_ADDRESS="10.0.0.9:6379").stdout
+    assert "+ ray start" not in out and "+ export DS_SKIP_CUDA_CHECK=1" not in out  # its nodes were started elsewhere
+    assert "needs DS_SKIP_CUDA_CHECK=1 exported before its ray start" in out
+
+
 @pytest.mark.parametrize("script", [s for s in RUNS if s != "train_math.8k.sh"])
 @pytest.mark.parametrize("preset", PRESETS)
 def test_stage2_runs_train_on_whole_batches_only(dry, data, tmp_path, script, preset):
