@@ -1,5 +1,8 @@
 """The checks of scripts/preflight.sh: prove a node in minutes before a multi-day run.
 
+    bash scripts/preflight.sh                                  # how it is run: the preset's figures, then this file
+    python scripts/preflight.py --preset node --gpus 8 --data data/math8k.jsonl data/validation.jsonl
+
 One line per check, `ok` or `FAIL` (with its fix); every check runs whatever failed before; exit 1 if any failed,
 2 on bad arguments. The GPU-facing probes are programs (nvidia-smi, nvcc, the Python that builds DeepSpeed's CPU
 Adam), so tests replace them on PATH / CUDA_HOME and nothing else. The figures each preset needs are in NEEDS, with

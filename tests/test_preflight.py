@@ -190,8 +190,8 @@ def test_reward_server_is_asked_without_a_proxy(monkeypatch):
         assert got  # the launcher's own server already up: the same answer
         import urllib.request
 
-        with pytest.raises(OSError):  # what the launcher's probe did before: through the dead proxy
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=3)
+        with pytest.raises(OSError):  # what the launcher's probe did before (urlopen's opener): through the dead proxy
+            urllib.request.build_opener().open(f"http://127.0.0.1:{port}/health", timeout=3)
     finally:
         server.shutdown()
         server.server_close()
