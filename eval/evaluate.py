@@ -495,20 +495,21 @@ def gpu_groups(gpus: list[str], tp: int) -> list[str]:
     return [",".join(gpus[i : i + tp]) for i in range(0, len(gpus) - tp + 1, tp)]
 
 
-def one_target_argv(argv: list[str], step: int) -> list[str]:
-    """This command line for one checkpoint, run in one process on the GPUs it is given."""
+def one_target_argv(argv: list[str], step: int, workers: int) -> list[str]:
+    """This command line for one checkpoint, run in one process on the GPUs it is given, with its share of the
+    grading workers (the processes run at once: each taking every core would oversubscribe them that many times)."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("--step", "--gpus"):
+        elif arg in ("--step", "--gpus", "--workers"):
             skip = True
-        elif not arg.startswith(("--step=", "--gpus=")) and arg != "--one_process":
+        elif not arg.startswith(("--step=", "--gpus=", "--workers=")) and arg != "--one_process":
             out.append(arg)
-    return [*out, "--step", str(step), "--one_process"]
+    return [*out, "--step", str(step), "--workers", str(workers), "--one_process"]
 
 
-def evaluate_in_parallel(targets: list[Target], groups: list[str], argv: list[str]) -> list[Target]:
+def evaluate_in_parallel(targets: list[Target], groups: list[str], argv: list[str], workers: int) -> list[Target]:
     """Each target in its own process on the next free GPU group; returns the targets whose process failed."""
     free: queue.Queue[str] = queue.Queue()
     for group in groups:
@@ -521,7 +522,8 @@ def evaluate_in_parallel(targets: list[Target], groups: list[str], argv: list[st
             log = target.out_dir / "evaluate.log"
             print(f"{target.label}: started on CUDA_VISIBLE_DEVICES={group} (log: {log})", flush=True)
             env = {**os.environ, "CUDA_VISIBLE_DEVICES": group}
-            cmd = [sys.executable, str(Path(__file__).resolve()), *one_target_argv(argv, target.step)]
+            share = max(1, workers // min(len(groups), len(targets)))  # --workers in all, shared by the processes
+            cmd = [sys.executable, str(Path(__file__).resolve()), *one_target_argv(argv, target.step, share)]
             with open(log, "w") as f:
                 rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
             print(f"{target.label}: {'done' if rc == 0 else f'failed (exit {rc}), see {log}'}", flush=True)
@@ -678,7 +680,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(default: every visible GPU with vLLM)")  # fmt: skip
     p.add_argument("--one_process", action="store_true", help=argparse.SUPPRESS)  # a child of a multi-GPU run
     p.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=min(os.cpu_count() or 1, MAX_WORKERS),
-                   help="grading processes")  # fmt: skip
+                   help="grading processes in all (--step all shares them among its processes)")  # fmt: skip
     args = p.parse_args(argv)
     if args.model and args.step is not None:
         p.error("--step goes with --run_path")
@@ -736,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
             else gpu_groups(visible_gpus(args), args.tensor_parallel_size)
         )
         if len(groups) > 1:  # one checkpoint per GPU group at a time; what needs no model is done here after
-            failed = evaluate_in_parallel(to_generate, groups, sys.argv[1:] if argv is None else argv)
+            failed = evaluate_in_parallel(to_generate, groups, sys.argv[1:] if argv is None else argv, args.workers)
             if failed:
                 raise DataError(f"{len(failed)} of {len(to_generate)} checkpoints failed: " + ", ".join(
                     str(t.out_dir / "evaluate.log") for t in failed))  # fmt: skip

@@ -7,6 +7,7 @@
 #   NODE_RANK=1 MASTER_ADDR=node0 bash scripts/train_math.8k.sh   # ... and on the second node (node0 = head's hostname)
 #   PRESET=node bash scripts/train_limr.sh                  # 1 node x 8 GPUs, everything colocated
 #   PRESET=single bash scripts/train_limr.sh                # 1 x 80 GB GPU, Qwen2.5-Math-1.5B
+#   bash scripts/preflight.sh                               # first: prove this node (the launch runs it too)
 #   bash scripts/smoke.sh                                   # PRESET=smoke: 40 prompts on one GPU, minutes
 #   DRY_RUN=1 bash scripts/train_math.8k.sh                 # print every command that would run; start nothing
 #   sbatch scripts/slurm_example.sbatch                     # the paper preset on a Slurm cluster
@@ -62,6 +63,7 @@ TRAIN_BATCH_SIZE=${TRAIN_BATCH_SIZE:-256}            # paper §3.1; release --tr
 TRAIN_MICRO_BATCH_SIZE=${TRAIN_MICRO_BATCH_SIZE:-4}  # paper §3.1; release --micro_train_batch_size 4
 PPO_EPOCHS=${PPO_EPOCHS:-1}                          # paper §3.1: 1 PPO epoch per rollout; release --max_epochs 1
 TRAIN_STEPS=${TRAIN_STEPS:-189}                      # paper §2.2: 21 epochs of history = 21 x 9 steps here (README)
+FULL_BATCHES=${FULL_BATCHES:-auto}                   # auto: every run but FULL trains on whole rollout batches (README)
 ZERO_STAGE=${ZERO_STAGE:-3}                          # paper §3.1; release --zero_stage 3
 PARAM_DTYPE=${PARAM_DTYPE:-bf16}                     # paper §3.1; release --bf16
 ATTN_IMPLEMENTATION=${ATTN_IMPLEMENTATION:-flash_attention_2}  # release --flash_attn
@@ -103,11 +105,13 @@ derive_endpoints            # the reward server's address and URL, wandb on or o
 choose_rollout_micro_batch  # every step splits evenly over every model group's ranks, or the run is refused
 check_train_batch           # DeepSpeed's train batch = micro batch x accumulation x ranks
 print_plan
+run_preflight               # scripts/preflight.sh on this node, every node: stop if any check failed
 set_exit_trap               # on exit, stop the reward server and Ray if this script started them
 if ((NODE_RANK > 0)); then
     join_head               # other nodes: join the head's Ray cluster and block until it stops
     exit 0
 fi
+write_full_batches          # the stage-2 runs: the prompt file of whole batches (limr/full_batches.py)
 start_reward_server         # the head: the reward server, logging every rollout, answering GET /health ...
 start_ray_head              # ... a Ray head, and every node's GPUs in it ...
 check_wandb_on_every_node
@@ -116,7 +120,7 @@ run python3 -m openrlhf.cli.train_ppo_ray \
     --actor.model_name_or_path "$MODEL" \
     --critic.model_name_or_path "$MODEL" \
     --reward.remote_url "$REWARD_URL" \
-    --data.prompt_dataset "$(abs "$PROMPTS")" \
+    --data.prompt_dataset "$(abs "$TRAIN_PROMPTS")" \
     --data.input_key "$INPUT_KEY" \
     --data.label_key "$LABEL_KEY" \
     --data.apply_chat_template \

@@ -655,8 +655,9 @@ def test_gpu_groups_too_few_gpus():
 
 
 def test_one_target_argv():
-    argv = ["--run_path", "r", "--step", "all", "--gpus=0,1", "--seed", "3", "--gpus", "2"]
-    assert evaluate.one_target_argv(argv, 7) == ["--run_path", "r", "--seed", "3", "--step", "7", "--one_process"]
+    argv = ["--run_path", "r", "--step", "all", "--gpus=0,1", "--seed", "3", "--gpus", "2", "--workers", "16"]
+    want = ["--run_path", "r", "--seed", "3", "--step", "7", "--workers", "2", "--one_process"]
+    assert evaluate.one_target_argv(argv, 7, 2) == want  # each process its share of the cores, not all of them
 
 
 def test_step_all_evaluates_one_checkpoint_per_gpu(world, tmp_path):

@@ -178,7 +178,8 @@ def prompt_file(tmp_path_factory):
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("script, rows", [(s, n) for s, counts in RUN_ROWS.items() for n in counts])
 def test_every_step_of_every_run_splits_evenly(dry, prompt_file, script, rows, preset):
-    args, out = dry(script, PRESET=preset, **{VAR[script]: prompt_file(rows)})
+    # FULL_BATCHES=0: the stage-2 runs on their passes, as FULL runs (the default whole batches: test_train_scripts.py)
+    args, out = dry(script, PRESET=preset, FULL_BATCHES=0, **{VAR[script]: prompt_file(rows)})
     steps = assert_every_step_even(rows, args, out)
     assert steps[-1] == rows % 1024 or steps[-1] == 1024  # the partial step is last, and it is even too
     assert f"rollout micro batch {args.rollout.micro_batch_size};" in out
@@ -187,14 +188,26 @@ def test_every_step_of_every_run_splits_evenly(dry, prompt_file, script, rows, p
 def test_linear_every_count_in_the_papers_range(dry, prompt_file):
     """LINEAR's size is not fixed (1,138-1,189 in the paper): every third count, on the preset with the most ranks."""
     for rows in [*range(1138, 1190, 3), 1189]:
-        args, out = dry("train_linear.sh", PRESET="node", LINEAR_PROMPTS=prompt_file(rows))
+        args, out = dry("train_linear.sh", PRESET="node", FULL_BATCHES=0, LINEAR_PROMPTS=prompt_file(rows))
         assert_every_step_even(rows, args, out)
 
 
 def test_episodes_restart_the_pass(dry, prompt_file):
     """A second episode is again ceil(rows / batch) steps with the partial one last (the iterator resets)."""
-    args, _ = dry("train_limr.sh", PRESET="single", LIMR_PROMPTS=prompt_file(1389))
+    args, _ = dry("train_limr.sh", PRESET="single", FULL_BATCHES=0, LIMR_PROMPTS=prompt_file(1389))
     assert pass_steps(1389, args, episodes=2) == [[1024, 365]] * 2
+
+
+def test_stage2_runs_take_full_batches_only(dry, prompt_file, tmp_path):
+    """The default stage-2 run: the file limr.full_batches writes, driven through OpenRLHF's SamplesGenerator in the one
+    episode the launcher asks for, is 189 steps of 1,024 prompts, each split evenly."""
+    from limr.full_batches import write_full_batches
+
+    args, out = dry("train_limr.sh", PRESET="paper", LIMR_PROMPTS=prompt_file(1389))
+    assert args.train.num_episodes == 1 and args.data.prompt_dataset.endswith("prompts.full_batches.jsonl")
+    rows = write_full_batches(prompt_file(1389), tmp_path / "fb.jsonl", args.rollout.batch_size, 189, args.train.seed)
+    assert pass_steps(rows, args) == [[1024] * 189]
+    assert_every_step_even(rows, args, out)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -203,7 +216,7 @@ def test_the_partial_steps_note_counts_as_openrlhf_and_deepspeed(dry, prompt_fil
     """The note on a pass's partial step: its train micro-batches per actor rank (OpenRLHF's split, then ppo_train's
     loader) against the micro-batches per optimizer step (DeepspeedStrategy.setup_distributed's accumulated_gradient)."""
     rows = RUN_ROWS[script][0]
-    args, out = dry(script, PRESET=preset, **{VAR[script]: prompt_file(rows)})
+    args, out = dry(script, PRESET=preset, FULL_BATCHES=0, **{VAR[script]: prompt_file(rows)})
     ranks = groups(args)["actor"]
     (train_micro,) = {share[2] for share in rank_shares(rows % 1024 * args.rollout.n_samples_per_prompt, ranks, args)}
     strategy = SimpleNamespace(train_batch_size=args.train.batch_size, micro_train_batch_size=args.train.micro_batch_size,

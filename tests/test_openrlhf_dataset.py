@@ -232,8 +232,9 @@ def release(shared_data, tmp_path_factory) -> Path:
 )
 def test_release_data_through_openrlhf(openrlhf_code, release, tmp_path, tokenizer, script, env, file, rows, split):
     env = {k: release / v for k, v in env.items()}
+    # FULL_BATCHES=0: the subset file itself (the stage-2 default copies its rows byte for byte, test_full_batches.py)
     args = script_args(openrlhf_code, tmp_path, script, MATH8K_PROMPTS=release / "math8k.jsonl",
-                       VALIDATION=release / "validation.jsonl", **env)  # fmt: skip
+                       VALIDATION=release / "validation.jsonl", FULL_BATCHES=0, **env)  # fmt: skip
     assert args.data.prompt_dataset == str(release / f"{file}.jsonl")
     train = load(args.data.prompt_dataset, args.data.prompt_split, args, tokenizer)
     items = json.loads((release / f"{file}.json").read_text())

@@ -6,10 +6,13 @@ and ray, whose wheels are large; metadata built from the sdist for deepspeed and
 the installed dist-info for the rest). A pin outside any of them (fastapi>=0.160 against vllm's <0.137, once) fails.
 """
 
+import re
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -35,7 +38,9 @@ def declared() -> dict[tuple[str, str], list[Requirement]]:
     out = {}
     for path in sorted(FIXTURES.glob("*.txt")):
         name, version = path.stem.rsplit("-", 1)
-        lines = [x.removeprefix("Requires-Dist: ") for x in path.read_text().splitlines() if x.startswith("Requires")]
+        lines = [
+            x.removeprefix("Requires-Dist: ") for x in path.read_text().splitlines() if x.startswith("Requires-Dist")
+        ]
         out[(canonicalize_name(name), version)] = [Requirement(x) for x in lines]
     return out
 
@@ -126,3 +131,51 @@ def test_a_pin_outside_the_declared_range_is_caught(line, pinned):
     pins = our_pins(ROOT / "requirements.txt")
     pins[pinned] = Requirement(line)
     assert conflicts(pins, declared()), f"{line} should conflict"
+
+
+# ---- Python versions: what we promise, against each exact pin's Requires-Python ---------------------------------
+
+
+def requires_python() -> dict[tuple[str, str], SpecifierSet]:
+    """(package, version) -> its Requires-Python, stored with its Requires-Dist ("" where it declares none)."""
+    out = {}
+    for path in sorted(FIXTURES.glob("*.txt")):
+        name, version = path.stem.rsplit("-", 1)
+        (line,) = [x for x in path.read_text().splitlines() if x.startswith("Requires-Python:")]
+        out[(canonicalize_name(name), version)] = SpecifierSet(line.removeprefix("Requires-Python:").strip())
+    return out
+
+
+def promised() -> list[str]:
+    """Every Python minor version pyproject.toml admits, up to the newest any release has (3.14)."""
+    spec = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    return [v for v in (f"3.{minor}" for minor in range(8, 15)) if spec.contains(f"{v}.0")]
+
+
+def exact_pins() -> dict[str, str]:
+    reqs = [*our_pins(ROOT / "requirements.txt").values(), *our_pins(ROOT / "requirements-cpu.txt").values()]
+    reqs += [Requirement(x) for x in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
+    return {canonicalize_name(r.name): str(r.specifier)[2:] for r in reqs if str(r.specifier).startswith("==")}
+
+
+def test_every_exact_pin_installs_on_every_python_we_promise():
+    """pip skips a release whose Requires-Python excludes the interpreter ("No matching distribution"): trl 1.16.0
+    needs 3.11, so the promise of 3.10 could not install requirements.txt."""
+    stored, versions = requires_python(), promised()
+    assert versions and versions[0] == "3.11", versions
+    missing = {f"{n}=={v}" for n, v in exact_pins().items() if (n, v) not in stored}
+    assert not missing, f"store the Requires-Python of {missing} in {FIXTURES}"
+    refused = [f"{n}=={v} (Requires-Python {stored[(n, v)]}) on {py}" for n, v in exact_pins().items()
+               for py in versions if not stored[(n, v)].contains(f"{py}.0")]  # fmt: skip
+    assert refused == []
+
+
+def test_a_promise_of_3_10_would_be_caught():
+    stored = requires_python()
+    assert not stored[("trl", "1.16.0")].contains("3.10.0") and stored[("trl", "1.16.0")].contains("3.11.0")
+
+
+def test_the_docs_promise_what_pyproject_does():
+    """The README's quickstart says the same minimum as pyproject.toml."""
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(r"Python ≥ (3\.\d+)", readme).group(1) == promised()[0]

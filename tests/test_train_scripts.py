@@ -174,6 +174,8 @@ def stub_bin(path: Path, stubs: dict[str, str]) -> Path:
 
 
 RECORDER = '#!/bin/bash\necho "$(basename "$0") $*" >>"$STUB_LOG"\n'
+# ray, recording what every Ray process it starts inherits
+RAY = '#!/bin/bash\necho "ray $* DS_SKIP_CUDA_CHECK=${DS_SKIP_CUDA_CHECK:-unset}" >>"$STUB_LOG"\n'
 
 
 def nvidia_smi(gpus: int) -> str:
@@ -310,7 +312,8 @@ def test_the_warmup_reads_the_flags_the_launcher_sets(dry, model, relpath):
 @pytest.mark.parametrize("script", RUNS)
 def test_steps_and_warmup(dry, script):
     args, out = dry(script)
-    rows = RUNS[script][2]
+    # FULL reads its prompts in passes; the stage-2 runs read a file of whole batches in one episode (FULL_BATCHES)
+    rows = RUNS[script][2] if script == "train_math.8k.sh" else 189 * 1024
     # 0.11 keeps each pass's partial last batch (test_even_split.py runs OpenRLHF's SamplesGenerator for this count)
     steps_per_episode = math.ceil(rows / args.rollout.batch_size)
     steps = steps_per_episode * args.train.num_episodes
@@ -428,8 +431,8 @@ def test_limr_trains_on_lim_selection_output_as_is(tmp_path, data, dry):
     r = subprocess.run([str(c) for c in cmd], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     args, out_text = dry("train_limr.sh", OUT=out)
-    assert args.data.prompt_dataset == str(out / "lim" / "limr.jsonl")
-    assert "# limr: 160 prompts = 1 steps per episode" in out_text  # the scores 0.6 .. 0.9975 pass θ = 0.6
+    assert args.data.prompt_dataset == str(out / "limr" / "prompts.full_batches.jsonl")  # whole batches of ...
+    assert f"of the 160 prompts of {out / 'lim' / 'limr.jsonl'}" in out_text  # ... the 0.6 .. 0.9975 that pass θ
 
 
 # ---- The reward server, Ray and the node roles --------------------------------------------------------------------
@@ -535,6 +538,86 @@ def test_a_prompt_json_instead_of_jsonl_is_refused(data, tmp_path):
     assert r.returncode == 2 and "is not an OpenRLHF prompt dataset" in r.stderr
 
 
+# ---- Start-up on a cluster: DeepSpeed's CUDA check, whole batches, the preflight ------------------------------
+
+
+@pytest.mark.parametrize("script", RUNS)
+@pytest.mark.parametrize("preset, rank", [("paper", 0), ("paper", 1), ("node", 0), ("single", 0)])
+def test_ds_skip_cuda_check_reaches_every_ray_process(data, tmp_path, script, preset, rank):
+    """--ds.adam_offload builds DeepSpeed's CPU Adam in the Ray actors: DS_SKIP_CUDA_CHECK=1 is exported before the
+    `ray start` of the head and of every worker, so every process Ray starts on the node inherits it."""
+    r = dry_run(data, tmp_path, script, PRESET=preset, NODE_RANK=rank, MASTER_ADDR="10.0.0.1")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.count("+ export DS_SKIP_CUDA_CHECK=1") == 1
+    assert out.index("+ export DS_SKIP_CUDA_CHECK=1") < out.index("+ ray start")
+
+
+def test_a_cluster_named_by_ray_address_is_told_to_export_it(data, tmp_path):
+    out = dry_run(data, tmp_path, RAY_ADDRESS="10.0.0.9:6379").stdout
+    assert "+ ray start" not in out and "+ export DS_SKIP_CUDA_CHECK=1" not in out  # its nodes were started elsewhere
+    assert "needs DS_SKIP_CUDA_CHECK=1 exported before its ray start" in out
+
+
+@pytest.mark.parametrize("script", [s for s in RUNS if s != "train_math.8k.sh"])
+@pytest.mark.parametrize("preset", PRESETS)
+def test_stage2_runs_train_on_whole_batches_only(dry, data, tmp_path, script, preset):
+    """LIMR, RAND and LINEAR: one episode over a file of 189 x 1,024 rows from successive seeded shuffles of the
+    subset, which the dry run names and prints the command for; running that command writes it."""
+    args, out = dry(script, PRESET=preset)
+    run, var, rows = RUNS[script]
+    subset = data / "out" / "lim" / f"{run}.jsonl"
+    target = data / "out" / run / "prompts.full_batches.jsonl"
+    assert args.data.prompt_dataset == str(target) and args.train.num_episodes == 1
+    assert f"# full batches: every step 1024 prompts; {target} holds 193536 rows" in out
+    assert "each episode ends with a step" not in out and "LIM after this run" not in out
+    cmd = command(out, "+ python3 -m limr.full_batches")
+    assert cmd[cmd.index("--prompts") + 1] == str(subset)
+    written = tmp_path / "fb.jsonl"
+    cmd[cmd.index("--output") + 1] = str(written)  # the run folder is shared by the other tests
+    r = subprocess.run([sys.executable, *cmd[1:]], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = written.read_text().splitlines()
+    assert len(lines) % args.rollout.batch_size == 0 and len(lines) // args.rollout.batch_size >= 189
+    source = subset.read_text().splitlines()
+    counts = {line: lines.count(line) for line in set(lines)} if rows < 200 else None
+    assert set(lines) == set(source)  # every prompt, nothing else ...
+    first = lines[:rows]  # ... the first shuffle holds each prompt once
+    assert sorted(first) == sorted(source) and first != source
+    assert counts is None or max(counts.values()) - min(counts.values()) <= 1
+
+
+def test_full_keeps_its_passes(dry, data):
+    args, out = dry("train_math.8k.sh")
+    assert args.data.prompt_dataset == str(data / "math8k.jsonl") and args.train.num_episodes == 21
+    assert "limr.full_batches" not in out and "# full batches" not in out
+    args, _ = dry("train_limr.sh", FULL_BATCHES=0)  # and a stage-2 run can have them back
+    assert args.data.prompt_dataset == str(data / "out" / "lim" / "limr.jsonl")
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_the_preflight_runs_first_on_every_node(data, tmp_path, rank):
+    out = dry_run(data, tmp_path, NODE_RANK=rank, MASTER_ADDR="10.0.0.1").stdout
+    pre = command(out, "+ env PRESET=paper")
+    assert pre[-2:] == ["scripts/preflight.sh"] or pre[-1] == "scripts/preflight.sh"
+    assert f"NODE_RANK={rank}" in pre and "MASTER_ADDR=10.0.0.1" in pre
+    assert out.index("scripts/preflight.sh") < out.index("+ ray start")  # before anything starts
+
+
+def test_a_failed_preflight_stops_the_launch(data, tmp_path):
+    """A real launch with stand-ins for nvidia-smi and ray: the real preflight fails (no driver), nothing starts."""
+    stubs = {"ray": RECORDER, "nvidia-smi": nvidia_smi(8), "python3": FAKE_PYTHON}
+    path = tools_only(tmp_path, stubs)
+    Path(path, "env").symlink_to(shutil.which("env"))
+    env = launch_env(data, tmp_path, stubs={}, PRESET="node", SKIP_PREFLIGHT=0, TRAIN_RC=0)
+    env["PATH"] = path
+    r = run_script("train_math.8k.sh", env)
+    assert r.returncode == 2 and "scripts/preflight.sh failed on node 0" in r.stderr, r.stderr
+    assert "FAIL NVIDIA driver" in r.stdout and r.stderr.count("error:") == 1
+    assert not any(c.startswith("ray") for c in (tmp_path / "stub.log").read_text().splitlines())
+    assert not (tmp_path / "out" / "math8k" / "rollouts.jsonl").exists()
+
+
 # ---- Real runs: prerequisites, and one launch with stand-ins ---------------------------------------------------
 
 TOOLS = ("bash", "dirname", "grep", "awk", "mkdir", "sleep", "cat", "basename")
@@ -573,7 +656,7 @@ def test_model_found_in_the_hugging_face_cache(data, tmp_path):
     (snapshot / "config.json").write_text("{}")
     path = tools_only(tmp_path, {"ray": RECORDER, "nvidia-smi": nvidia_smi(8)})
     # REWARD_WAIT_S is a hang guard only: the script polls until it sees the server has exited (an event)
-    env = script_env(data, tmp_path, path, PRESET="node", HF_HOME=tmp_path / "hf", REWARD_WAIT_S=60)
+    env = script_env(data, tmp_path, path, PRESET="node", HF_HOME=tmp_path / "hf", REWARD_WAIT_S=60, SKIP_PREFLIGHT=1)
     r = run_script("train_math.8k.sh", env)
     assert r.returncode == 2 and "Hugging Face cache" not in r.stderr  # past the model check ...
     assert "the reward server exited" in r.stderr  # ... to the reward server (no python3 on this PATH)
@@ -599,7 +682,8 @@ if argv[:2] == ["-m", "openrlhf.cli.train_ppo_ray"]:
     body = {{"query": [prompt + "So $\\\\boxed{{2}}$.<|im_end|>"], "prompts": [prompt],
             "labels": ['{{"id":"q1","answer":"2","split":"train"}}']}}
     request = urllib.request.Request(url, json.dumps(body).encode(), {{"Content-Type": "application/json"}})
-    reply = json.load(urllib.request.urlopen(request, timeout=30))
+    no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({{}}))  # as OpenRLHF's aiohttp client
+    reply = json.load(no_proxy.open(request, timeout=30))
     with open(os.environ["TRAIN_CALL"], "w") as f:
         json.dump({{"argv": argv[2:], "RAY_ADDRESS": os.environ.get("RAY_ADDRESS"), "reply": reply}}, f)
     sys.exit(int(os.environ["TRAIN_RC"]))
@@ -611,6 +695,9 @@ def launch_env(data, tmp_path, stubs, **env) -> dict:
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
     env = dict(MODEL=tmp_path / "model", OUT=tmp_path / "out", TRAIN_CALL=tmp_path / "train.json", **env)
+    env.setdefault(
+        "SKIP_PREFLIGHT", 1
+    )  # its own tests: test_preflight.py, and test_a_failed_preflight_stops_the_launch
     return script_env(data, tmp_path, tools_only(tmp_path, stubs), **env)
 
 
@@ -618,8 +705,10 @@ def launch_env(data, tmp_path, stubs, **env) -> dict:
 def test_launch_starts_server_and_ray_then_stops_both(data, tmp_path, train_rc):
     """A real launch of the node preset with the real reward server; ray, nvidia-smi and the driver stand in."""
     port = free_port()
-    stubs = {"ray": RECORDER, "nvidia-smi": nvidia_smi(8), "python3": FAKE_PYTHON}
-    env = launch_env(data, tmp_path, stubs, PRESET="node", REWARD_PORT=port, TRAIN_RC=train_rc)
+    stubs = {"ray": RAY, "nvidia-smi": nvidia_smi(8), "python3": FAKE_PYTHON}
+    dead = f"http://127.0.0.1:{free_port()}"  # a proxy that is not there: the health probe must not use it
+    env = launch_env(data, tmp_path, stubs, PRESET="node", REWARD_PORT=port, TRAIN_RC=train_rc,
+                     http_proxy=dead, HTTP_PROXY=dead)  # fmt: skip
     r = run_script("train_math.8k.sh", env)
     run_dir = tmp_path / "out" / "math8k"
     server_log = (run_dir / "reward_server.log").read_text()
@@ -631,7 +720,10 @@ def test_launch_starts_server_and_ray_then_stops_both(data, tmp_path, train_rc):
                       f"{run_dir}/rollouts.jsonl --samples_per_step 8192 --samples_per_epoch 68184 --eval_log {run_dir}/rollouts.eval.jsonl "
                       "--grader default"]  # fmt: skip
     ray_calls = [c for c in calls if c.startswith("ray ")]
-    assert ray_calls == ["ray start --head --port=6379 --num-gpus=8 --disable-usage-stats", "ray stop"]
+    assert ray_calls == [
+        "ray start --head --port=6379 --num-gpus=8 --disable-usage-stats DS_SKIP_CUDA_CHECK=1",  # Ray inherits it
+        "ray stop DS_SKIP_CUDA_CHECK=1",
+    ]
     train = json.loads((tmp_path / "train.json").read_text())
     assert train["RAY_ADDRESS"] == "auto"  # the driver joins the cluster this script started
     assert train["reply"]["rewards"] == [1.0]  # the server graded the sample ...

@@ -5,7 +5,8 @@
 #   presets       smoke_defaults, apply_preset
 #   checks        check_settings (types, ranges, node role, prompt files), check_machine (GPUs, ray, the model)
 #   arithmetic    derive_schedule, derive_endpoints, choose_rollout_micro_batch, check_train_batch, print_plan
-#   processes     set_exit_trap, join_head, start_reward_server, start_ray_head, check_wandb_on_every_node
+#   processes     run_preflight, set_exit_trap, export_ray_env, join_head, write_full_batches, start_reward_server,
+#                 start_ray_head, check_wandb_on_every_node
 # What is copied from OpenRLHF 0.11.2 (or DeepSpeed) names its source; tests/test_train_scripts.py and
 # tests/test_even_split.py check each copy against the installed OpenRLHF's own code.
 # shellcheck disable=SC2034,SC2153,SC2154  # the settings are globals: assigned in train_common.sh, or here and read there
@@ -134,6 +135,7 @@ check_settings() {  # every setting's type and range, this node's role, the two 
         TRAIN_MICRO_BATCH_SIZE PPO_EPOCHS TRAIN_STEPS EVAL_STEPS EVAL_N_SAMPLES SAVE_STEPS NNODES GROUP_NODES GPUS_PER_NODE \
         ACTOR_GPUS CRITIC_GPUS REF_GPUS VLLM_ENGINES VLLM_TP
     [[ $GRADER == default || $GRADER == limr ]] || die "GRADER must be default or limr, got '$GRADER'"
+    [[ $FULL_BATCHES =~ ^(auto|0|1)$ ]] || die "FULL_BATCHES must be auto, 0 or 1, got '$FULL_BATCHES'"
     # The token travels unencoded in the URL OpenRLHF posts to: a ',' splits it into two servers, + & # % change it.
     [[ -z $REWARD_TOKEN || $REWARD_TOKEN =~ ^[A-Za-z0-9_-]+$ ]] \
         || die "REWARD_TOKEN may hold only letters, digits, _ and - (it goes into the reward URL as it is)"
@@ -167,7 +169,17 @@ check_machine() {  # the GPUs, ray and the model are here (DRY_RUN=1: say that t
 # ---- Arithmetic (README: how OpenRLHF 0.11 counts steps) ----
 derive_schedule() {  # the run's steps, episodes, LR warmup and lengths, from the block's settings
     RUN_DIR=$(abs "$OUT/$RUN")
-    PROMPT_ROWS=$(count_rows "$PROMPTS")
+    SUBSET_ROWS=$(count_rows "$PROMPTS")
+    # FULL's passes are LIM's epochs; the stage-2 runs need none, so they train on whole batches only: TRAIN_STEPS x
+    # ROLLOUT_BATCH_SIZE rows of successive seeded shuffles of their prompts (limr/full_batches.py), in one episode.
+    [[ $FULL_BATCHES != auto ]] || { [[ $RUN == math8k ]] && FULL_BATCHES=0 || FULL_BATCHES=1; }
+    if ((FULL_BATCHES)); then
+        TRAIN_PROMPTS=$RUN_DIR/prompts.full_batches.jsonl
+        PROMPT_ROWS=$((TRAIN_STEPS * ROLLOUT_BATCH_SIZE))
+    else
+        TRAIN_PROMPTS=$PROMPTS
+        PROMPT_ROWS=$SUBSET_ROWS
+    fi
     SAMPLES_PER_STEP=$((ROLLOUT_BATCH_SIZE * N_SAMPLES_PER_PROMPT))  # what the reward server counts as one step
     SAMPLES_PER_EPISODE=$((PROMPT_ROWS * N_SAMPLES_PER_PROMPT))  # the server restarts its step count at each pass
     # OpenRLHF 0.11 keeps a pass's last, partial batch (trainer/ppo_utils/samples_generator.py, SamplesGenerator), so
@@ -263,6 +275,10 @@ print_plan() {  # the run in numbers, the partial step's notes and the LIM comma
     local partial=$((PROMPT_ROWS % ROLLOUT_BATCH_SIZE)) actor_ranks partial_micro accumulation
     echo "# $RUN: $PROMPT_ROWS prompts = $STEPS_PER_EPISODE steps per episode, $NUM_EPISODES episodes," \
         "$((STEPS_PER_EPISODE * NUM_EPISODES)) steps; model $MODEL; PRESET=$PRESET ($NNODES x $GPUS_PER_NODE GPUs)"
+    if ((FULL_BATCHES)); then
+        echo "# full batches: every step $ROLLOUT_BATCH_SIZE prompts; $TRAIN_PROMPTS holds $PROMPT_ROWS rows, successive" \
+            "seeded shuffles (seed $SEED) of the $SUBSET_ROWS prompts of $PROMPTS"
+    fi
     echo "# even split: rollout micro batch $ROLLOUT_MICRO_BATCH_SIZE; every step's samples divide by it x the ranks of" \
         "each model group (${MODEL_GROUPS[*]})"
     if ((partial)); then
@@ -278,11 +294,37 @@ print_plan() {  # the run in numbers, the partial step's notes and the LIM comma
                 "$((partial_micro % accumulation)) join the next step's first optimizer step (scripts/README.md)"
         fi
     fi
+    ((FULL_BATCHES)) && return  # no passes to score: LIM reads FULL's log
     echo "# LIM after this run: python lim_selection.py --train_samples_path $RUN_DIR/rollouts.jsonl" \
         "--max_epochs $NUM_EPISODES ...  (its lines say their epoch: $STEPS_PER_EPISODE steps each)"
 }
 
 # ---- Processes ----
+run_preflight() {  # scripts/preflight.sh on this node first (SKIP_PREFLIGHT=1: you ran it yourself)
+    if [[ ${SKIP_PREFLIGHT:-0} == 1 ]]; then
+        echo "# SKIP_PREFLIGHT=1: scripts/preflight.sh not run on node $NODE_RANK"
+        return
+    fi
+    run env PRESET="$PRESET" MODEL="$MODEL" NODE_RANK="$NODE_RANK" MASTER_ADDR="$MASTER_ADDR" REWARD_PORT="$REWARD_PORT" \
+        RAY_PORT="$RAY_PORT" OUT="$OUT" TRAIN_STEPS="$TRAIN_STEPS" SAVE_STEPS="$SAVE_STEPS" PROMPTS="$PROMPTS" \
+        VALIDATION="$VALIDATION" bash scripts/preflight.sh \
+        || die "scripts/preflight.sh failed on node $NODE_RANK: fix each FAIL line above (SKIP_PREFLIGHT=1 skips it)"
+}
+
+export_ray_env() {  # what every Ray process on this node inherits from `ray start`: set before it, head and workers
+    # --ds.adam_offload builds DeepSpeed's CPU Adam op on first use (ops/adam/cpu_adam.py; op_builder/builder.py,
+    # assert_no_cuda_mismatch): a toolkit other than exactly torch's CUDA 13.0 raises CUDAMismatchException, since
+    # DeepSpeed 0.19.6's table of tolerated minor mismatches (cuda_minor_mismatch_ok) stops at 12. Any 13.x builds it.
+    run export DS_SKIP_CUDA_CHECK=1
+}
+
+write_full_batches() {  # the stage-2 runs' prompt file of whole batches (FULL_BATCHES=1), in the run folder
+    ((FULL_BATCHES)) || return 0
+    run mkdir -p "$RUN_DIR"
+    run python3 -m limr.full_batches --prompts "$(abs "$PROMPTS")" --output "$TRAIN_PROMPTS" \
+        --batch "$ROLLOUT_BATCH_SIZE" --steps "$TRAIN_STEPS" --seed "$SEED"
+}
+
 set_exit_trap() {  # on any exit, stop what this script started; Ctrl-C and TERM exit with their usual status
     STARTED_RAY=0
     REWARD_PID=
@@ -314,6 +356,7 @@ join_head() {  # other nodes: join the head's Ray cluster and block until it sto
             || die "no Ray head at $MASTER_ADDR:$RAY_PORT after $RAY_WAIT_S s: start node 0 first"
     fi
     STARTED_RAY=1
+    export_ray_env
     run ray start --address="$MASTER_ADDR:$RAY_PORT" --num-gpus="$GPUS_PER_NODE" --disable-usage-stats --block
 }
 
@@ -349,8 +392,9 @@ start_reward_server() {  # in the background, logging to the run folder; then wa
 }
 
 reward_server_answers() {  # true once it answers; an exited server ends the wait at once
-    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$HEALTH_URL" \
-        2>/dev/null && return 0
+    # no proxy: urllib honours http_proxy and does not bypass 127.0.0.1 by default (OpenRLHF's aiohttp client ignores it)
+    python3 -c 'import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=2)' \
+        "$HEALTH_URL" 2>/dev/null && return 0
     kill -0 "$REWARD_PID" 2>/dev/null || die "the reward server exited: see $REWARD_LOG"
     return 1
 }
@@ -358,8 +402,12 @@ reward_server_answers() {  # true once it answers; an exited server ends the wai
 start_ray_head() {  # a Ray head (unless RAY_ADDRESS names a cluster), then wait for every node's GPUs
     if [[ -z ${RAY_ADDRESS:-} ]]; then
         STARTED_RAY=1
+        export_ray_env
         run ray start --head --port="$RAY_PORT" --num-gpus="$GPUS_PER_NODE" --disable-usage-stats
         RAY_ADDRESS=auto  # the cluster this node just started
+    else
+        echo "# note: RAY_ADDRESS=$RAY_ADDRESS: a cluster this script did not start; each of its nodes needs" \
+            "DS_SKIP_CUDA_CHECK=1 exported before its ray start (scripts/README.md)"
     fi
     run export "RAY_ADDRESS=$RAY_ADDRESS"
     ((NNODES > 1)) || return 0
