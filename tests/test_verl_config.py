@@ -10,6 +10,7 @@ own checks run on the result: validate_config (verl/utils/config.py) and the dat
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -148,6 +149,9 @@ PAPER = [
     ("critic.optim.lr", 9e-6),
     ("actor_rollout_ref.actor.optim.weight_decay", 0),  # OpenRLHF's default l2 0; verl's 0.01
     ("critic.optim.weight_decay", 0),
+    ("actor_rollout_ref.actor.optim.betas", [0.9, 0.95]),  # OpenRLHF's Adam betas; verl's (0.9, 0.999)
+    ("critic.optim.betas", [0.9, 0.95]),
+    ("actor_rollout_ref.actor.loss_agg_mode", "token-mean"),  # OpenRLHF's --actor.loss_agg_mode default
     ("actor_rollout_ref.actor.optim.lr_scheduler_type", "constant"),
     ("actor_rollout_ref.actor.optim.lr_warmup_steps", 0),  # 10 optimizer steps are a third of one verl step
     ("data.train_batch_size", 1024),  # prompts per step
@@ -340,3 +344,31 @@ def test_shellcheck_verl_library():
     files = ["scripts/train_common.sh", "scripts/lib/verl.sh"]
     r = subprocess.run(["shellcheck", "-x", *files], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
+
+
+def backends_table() -> list[list[str]]:
+    """The rows of README.md's "Backends" table: [paper, value, OpenRLHF, verl]."""
+    text = (ROOT / "README.md").read_text().split("## Backends", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split(" | ") for line in text.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in row] for row in rows[1:]]  # after the header
+
+
+def test_the_readmes_backends_table_names_the_flags_the_scripts_pass(full_run, data):
+    """Each verl key (and key=value) in the table is in the printed verl command, each OpenRLHF flag in the OpenRLHF
+    command: the table cannot drift from scripts/lib/verl.sh and train_common.sh."""
+    verl_args = {o.lstrip("+").split("=", 1)[0]: o.split("=", 1)[1] for o in overrides(full_run[0])}
+    env = dict(os.environ, DRY_RUN="1", OUT=str(data / "out"), MATH8K_PROMPTS=str(data / "math8k.jsonl"),
+               VALIDATION=str(data / "validation.jsonl"), BACKEND="openrlhf")  # fmt: skip
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "train_math.8k.sh")], env=env, capture_output=True, text=True,
+                       timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    openrlhf_flags = set(re.findall(r"(--[a-z_.]+)", r.stdout))
+    rows = backends_table()
+    assert len(rows) >= 15 and all(len(row) == 4 for row in rows), rows
+    for _, _, openrlhf, verl in rows:
+        for flag in re.findall(r"`(--[a-z_.]+)", openrlhf):
+            assert flag in openrlhf_flags, flag
+        for key, value in re.findall(r"`([a-z_]+\.[a-z_.]+)(?:=([^`]*))?`", verl):
+            assert key in verl_args, key
+            assert not value or verl_args[key] == value, (key, value, verl_args[key])
+    assert any("none: verl has no counterpart" in row[3] for row in rows if "normalisation" in row[0])

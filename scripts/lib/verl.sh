@@ -87,7 +87,7 @@ verl_overrides() {  # VERL_ARGS: the paper's block as verl 0.9.1's Hydra overrid
         critic.model.enable_gradient_checkpointing=True
         actor_rollout_ref.model.use_remove_padding=True
         critic.model.use_remove_padding=True
-        # the actor: clip, learning rate, no weight decay (OpenRLHF's default l2 0), warmup in verl's steps
+        # the actor: clip, learning rate, OpenRLHF's Adam (no weight decay, betas 0.9/0.95), warmup in verl's steps
         "$actor.strategy=fsdp"
         "$actor.clip_ratio=$EPS_CLIP"
         "$actor.clip_ratio_low=$EPS_CLIP"
@@ -97,6 +97,8 @@ verl_overrides() {  # VERL_ARGS: the paper's block as verl 0.9.1's Hydra overrid
         "$actor.optim.lr_scheduler_type=constant"
         "$actor.optim.lr_warmup_steps=$VERL_WARMUP_STEPS"
         "$actor.optim.weight_decay=0"
+        "$actor.optim.betas=[0.9,0.95]"  # OpenRLHF's Adam betas (--actor.adam.betas); verl's 0.999
+        "$actor.loss_agg_mode=token-mean"
         "$actor.ppo_mini_batch_size=$VERL_MINI_BATCH"
         "$actor.ppo_micro_batch_size_per_gpu=$TRAIN_MICRO_BATCH_SIZE"
         "$actor.ppo_epochs=$PPO_EPOCHS"
@@ -109,6 +111,7 @@ verl_overrides() {  # VERL_ARGS: the paper's block as verl 0.9.1's Hydra overrid
         critic.optim.lr_scheduler_type=constant
         "critic.optim.lr_warmup_steps=$VERL_WARMUP_STEPS"
         critic.optim.weight_decay=0
+        "critic.optim.betas=[0.9,0.95]"
         "critic.ppo_mini_batch_size=$VERL_MINI_BATCH"
         "critic.ppo_micro_batch_size_per_gpu=$TRAIN_MICRO_BATCH_SIZE"
         "critic.ppo_epochs=$PPO_EPOCHS"
