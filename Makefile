@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements-cpu.txt pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-cpu.txt
 	$(PY) -m pip install -q --no-deps $(OPENRLHF) $(VERL)
-	$(PY) -m pip install -q --no-deps --target $(VENV)/verl-hydra13 $(VERL_HYDRA)
+	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/verl-hydra13 $(VERL_HYDRA)
 	touch $@
 
 demo: setup

@@ -93,7 +93,7 @@ def _manager_class():
         """NaiveRewardManager that also passes the response decoded with its special tokens (the end of turn)."""
 
         async def run_single(self, data):
-            item = data[-1]
+            item = data[-1]  # the valid response tokens, as NaiveRewardManager.run_single finds them
             response_ids = item.batch["responses"]
             valid = int(item.batch["attention_mask"][-response_ids.shape[-1] :].sum())
             raw = await self.loop.run_in_executor(
