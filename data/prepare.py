@@ -5,9 +5,9 @@
     python data/prepare.py --from my-edited-copy --no_verify            # a copy changed on purpose
 
 Writes into --out: math8k.json, limr.json and validation.json (the paper's prompt format) each with its
-OpenRLHF twin (.jsonl, validation rows labelled split "eval"), scores.json (the released LIM scores, for
-`lim_selection.py --scores_path`), aime24.jsonl / amc23.jsonl / math500.jsonl ({id, question, answer}) and
-eval_config.json. Local copies are checked byte for byte against the pinned release, as downloads are, unless
+OpenRLHF twin (.jsonl, validation rows labelled split "eval") and verl twin (.parquet, limr/verl_data.py),
+scores.json (the released LIM scores, for `lim_selection.py --scores_path`), aime24.jsonl / amc23.jsonl /
+math500.jsonl ({id, question, answer}) and eval_config.json. Local copies are checked byte for byte against the pinned release, as downloads are, unless
 --no_verify. Every input is read and checked before anything is written, and the outputs are written all or
 nothing: a bad input, an output that would replace an input, or a write that fails (a full disk) prints one
 `error: ...` line and exits 2 with no output touched; usable oddities of the release print `warning: ...`.
@@ -40,6 +40,7 @@ from limr.dataset import (
 )
 from limr.jsonio import DataError, all_or_nothing, atomic_write, write_json, write_jsonl
 from limr.paper import BENCHMARK_SIZES, LIMR_SIZE, MATH8K_SIZE, THETA, VALIDATION_SIZE
+from limr.verl_data import write_verl_parquet
 
 LIMR_COMMIT = "98ebf1bd54cc4539a9ac2332327ab0200bc2a88f"  # GAIR-NLP/LIMR HEAD of 2025-02-20 ("Create scores.json")
 BASE_URL = f"https://raw.githubusercontent.com/GAIR-NLP/LIMR/{LIMR_COMMIT}"
@@ -66,7 +67,7 @@ EXPECTED = {
     **{f"{b}.jsonl": n for b, n in BENCHMARK_SIZES.items()},
 }
 OUTPUTS = (
-    *(f"{n}.{ext}" for n in ("math8k", "limr", "validation") for ext in ("json", "jsonl")),
+    *(f"{n}.{ext}" for n in ("math8k", "limr", "validation") for ext in ("json", "jsonl", "parquet")),
     "scores.json",
     *(f"{b}.jsonl" for b in BENCHMARKS),
     "eval_config.json",
@@ -202,10 +203,17 @@ def write_outputs(data: dict, out: Path) -> None:
     write_prompt_files(out / "math8k.json", data["math8k.json"])
     write_prompt_files(out / "limr.json", data["limr.json"])
     write_prompt_files(out / "validation.json", data["validation.json"], split="eval")
+    write_verl_twins(data, out)
     write_json(out / "scores.json", data["scores.json"], indent=4)
     for b in BENCHMARKS:
         write_jsonl(out / f"{b}.jsonl", data[f"{b}.jsonl"])
     write_json(out / "eval_config.json", data["eval_config.json"], indent=4)
+
+
+def write_verl_twins(data: dict, out: Path) -> None:
+    """verl's parquet beside each prompt file (limr/verl_data.py), for BACKEND=verl training."""
+    for name, split in (("math8k", "train"), ("limr", "train"), ("validation", "eval")):
+        write_verl_parquet(out / f"{name}.parquet", data[f"{name}.json"], split)
 
 
 def summary(data: dict, notes: dict) -> str:

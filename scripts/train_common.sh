@@ -34,6 +34,7 @@ source scripts/lib/launch.sh  # functions only: nothing runs until the launch be
 
 PRESET=${PRESET:-paper}    # paper | node | single | smoke: where the models run (apply_preset)
 DRY_RUN=${DRY_RUN:-0}      # 1: print every command that would run, start nothing
+BACKEND=${BACKEND:-openrlhf}  # openrlhf: the paper's path (below) | verl: the same block on verl 0.9.1 (lib/verl.sh)
 OUT=${OUT:-outputs}        # the root of every artifact (gitignored): $OUT/$RUN/{ckpt,rollouts.jsonl,...}
 MODEL_FROM_ENV=${MODEL:-}  # the single preset changes the model unless MODEL is set
 if [[ $PRESET == smoke ]]; then
@@ -96,6 +97,13 @@ WANDB_PROJECT=${WANDB_PROJECT:-limr}     # wandb logs only when WANDB_API_KEY is
 # ---- Layout: PRESET's GPUs per model group (apply_preset; scripts/README.md has the memory and time each needs) ----
 GROUP_NODES=${GROUP_NODES:-1}  # nodes per model group (actor, critic, reference): one in every preset
 apply_preset                   # NNODES, GPUS_PER_NODE, ACTOR_GPUS, CRITIC_GPUS, REF_GPUS, VLLM_*, COLOCATE_FLAGS
+
+if [[ $BACKEND == verl ]]; then
+    # shellcheck source-path=SCRIPTDIR source=lib/verl.sh
+    source scripts/lib/verl.sh
+    launch_verl  # the block mapped to verl's config, our reward function, rollout dumps: never returns
+fi
+[[ $BACKEND == openrlhf ]] || die "BACKEND must be openrlhf or verl, got '$BACKEND'"
 
 # ---- The launch ----
 check_settings              # types and ranges, this node's role, the prompt files: one error line, exit 2

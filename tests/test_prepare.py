@@ -60,7 +60,7 @@ def test_real_counts(real_run, name, rows):
 def test_real_writes_exactly_the_listed_files(real_run):
     out, proc = real_run
     names = {"math8k", "limr", "validation"}
-    expected = {f"{n}.json" for n in names} | {f"{n}.jsonl" for n in names}
+    expected = {f"{n}.{ext}" for n in names for ext in ("json", "jsonl", "parquet")}
     expected |= {"scores.json", "aime24.jsonl", "amc23.jsonl", "math500.jsonl", "eval_config.json"}
     assert {p.name for p in out.iterdir()} == expected  # nothing else, no temp files
     assert "limr.json           1389      1389  + limr.jsonl; = scores.json >= 0.6" in proc.stdout
@@ -80,6 +80,22 @@ def test_real_openrlhf_rows_match_their_prompt_file(real_run, name, split):
             {"role": "user", "content": it["prompt"]},
         ]
         assert decode_label(row["label"]) == {"id": it["id"], "answer": it["answer"], "split": split}
+
+
+@pytest.mark.parametrize("name, split", [("math8k", "train"), ("limr", "train"), ("validation", "eval")])
+def test_real_verl_rows_match_their_prompt_file(real_run, name, split):
+    """The verl twin (limr/verl_data.py): the same prompts in the same order, our id in extra_info."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    out, _ = real_run
+    items = read_json(out / f"{name}.json")
+    rows = pq.read_table(out / f"{name}.parquet").to_pylist()
+    assert [(r["prompt"][1]["content"], r["reward_model"]["ground_truth"]) for r in rows] == [
+        (it["prompt"], it["answer"]) for it in items
+    ]
+    assert [r["extra_info"] for r in rows] == [
+        {"split": split, "index": i, "prompt_id": it["id"]} for i, it in enumerate(items)
+    ]
+    assert {r["prompt"][0]["content"] for r in rows} == {SYSTEM_PROMPT}
 
 
 def test_real_outputs_keep_the_release(real_run, release):
