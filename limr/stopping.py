@@ -143,12 +143,25 @@ class LiveTally:
         self.current = np.zeros((0, 2), dtype=np.int64)
         self.last: dict | None = None
 
-    def add(self, prompt_id: str, correct: bool) -> None:
+    def add(self, prompt_id: str, correct: bool, samples: int = 1) -> None:
+        """Count `samples` samples of the pass in progress, all correct or all not."""
         row = self.row_of.setdefault(prompt_id, len(self.row_of))
         if row >= len(self.current):
-            self.current = np.concatenate([self.current, np.zeros((max(row + 1, 2 * len(self.current)) -
-                                                                  len(self.current), 2), dtype=np.int64)])  # fmt: skip
-        self.current[row] += (int(correct), 1)
+            grow = max(row + 1, 2 * len(self.current)) - len(self.current)
+            self.current = np.concatenate([self.current, np.zeros((grow, 2), dtype=np.int64)])
+        self.current[row] += (int(correct) * samples, samples)
+
+    def resume(self, pids, epochs, oks, counts, passes_done: int) -> None:
+        """After a restart: the passes already logged, from limr.rollout_log.count_samples's columns (prompt id,
+        1-based epoch, success, samples), replayed pass by pass so the verdicts are the ones a live run gave."""
+        by_epoch: dict[int, list] = {}
+        for pid, epoch, ok, n in zip(pids, epochs, oks.tolist(), counts.tolist(), strict=True):
+            by_epoch.setdefault(epoch, []).append((pid, ok, n))
+        for epoch in range(1, passes_done + 2):
+            for pid, ok, n in by_epoch.get(epoch, ()):
+                self.add(pid, ok, n)
+            if epoch <= passes_done:
+                self.end_pass()
 
     def end_pass(self) -> dict:
         """Close the pass in progress: select the top K by LIM over every pass so far and apply the rule."""

@@ -1,5 +1,6 @@
 """limr/stopping.py: the rule that says when stage 1 may stop, offline and live, against hand-made selections."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -8,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import lim_selection as lim
 from limr.stopping import (
     RULE,
     LiveTally,
@@ -21,6 +21,11 @@ from limr.stopping import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+if "lim_selection" not in sys.modules:  # a script, not a package (tests/test_lim_selection.py loads it the same way)
+    _spec = importlib.util.spec_from_file_location("lim_selection", REPO / "lim_selection.py")
+    sys.modules["lim_selection"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["lim_selection"])
+lim = sys.modules["lim_selection"]
 
 
 def test_lim_score_array_is_lim_selections_formula():
@@ -117,3 +122,128 @@ def test_simulation_runs_and_writes_its_choice(tmp_path):
     result = json.loads(out.read_text())
     assert len(result["runs"]) == 2 and result["chosen"]["coverage"] >= 0.95
     assert "chosen (coverage >= 95%, most saved)" in done.stdout
+
+
+# ---- lim_selection.py --stopping ------------------------------------------------------------------------------------
+
+
+def _settling_history(path: Path, prompts: int = 120, epochs: int = 10) -> np.ndarray:
+    """Every prompt keeps its own solve rate, seen through 64 samples: the top K settles as the epochs add up."""
+    rng = np.random.default_rng(3)
+    accuracy = rng.binomial(64, rng.uniform(0, 1, (prompts, 1)), (prompts, epochs)) / 64
+    path.write_text(json.dumps({f"q{i}": row.tolist() for i, row in enumerate(accuracy)}))
+    return accuracy
+
+
+def test_lim_selection_stopping_prints_and_writes_the_verdicts(tmp_path, capsys):
+    accuracy = _settling_history(tmp_path / "acc.json")
+    out = tmp_path / "sel.json"
+    rc = lim.main(["--accuracy_path", str(tmp_path / "acc.json"), "--output_path", str(out), "--max_epochs", "10",
+                   "--num_samples", "30", "--stopping"])  # fmt: skip
+    stdout = capsys.readouterr().out
+    assert rc == 0
+    expected = stopping_result(accuracy, 30)
+    written = json.loads((tmp_path / "sel.stopping.json").read_text())
+    assert written == json.loads(json.dumps(expected))  # the rule's own result, nothing else
+    assert set(written) >= {"rule", "num_samples", "stop_epoch", "rows"} and written["num_samples"] == 30
+    assert all(set(r) >= {"epoch", "jaccard_previous", "stable"} for r in written["rows"])
+    assert written["stop_epoch"] is not None and written["stop_epoch"] < 10  # this history settles
+    report = json.loads((tmp_path / "sel.report.json").read_text())["stopping"]
+    assert report["jaccard_with_all_epochs"] == written["jaccard_with_all_epochs"]
+    assert report["stage1_saved"] == pytest.approx(1 - written["stop_epoch"] / 10)
+    for r in written["rows"][1:]:  # one printed row per epoch: its input and its verdict
+        assert f"{r['epoch']:>6} {r['jaccard_previous']:>8.3f} {r['overlap_previous']:>6} " in stdout
+    assert f"stop at epoch {written['stop_epoch']}: its top 30 has Jaccard" in stdout
+    assert (tmp_path / "sel.stopping.png").stat().st_size > 0
+
+
+def test_lim_selection_stopping_defaults_to_the_paper_share(tmp_path, capsys):
+    _settling_history(tmp_path / "acc.json")
+    rc = lim.main(["--accuracy_path", str(tmp_path / "acc.json"), "--output_path", str(tmp_path / "s.json"),
+                   "--max_epochs", "10", "--stopping", "--no_plots"])  # fmt: skip
+    capsys.readouterr()
+    assert rc == 0 and json.loads((tmp_path / "s.stopping.json").read_text())["num_samples"] == paper_size(120) == 20
+    assert not (tmp_path / "s.stopping.png").exists()
+
+
+@pytest.mark.parametrize("extra", [("--method", "linear"), ("--method", "rand")])
+def test_lim_selection_stopping_is_lim_only_and_writes_nothing_otherwise(tmp_path, capsys, extra):
+    _settling_history(tmp_path / "acc.json")
+    rc = lim.main(["--accuracy_path", str(tmp_path / "acc.json"), "--output_path", str(tmp_path / "s.json"),
+                   "--max_epochs", "10", "--stopping", *extra])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: --stopping") and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["acc.json"]
+
+
+def test_held_out_one_shot_rlvr_as_docs_selection_reports(shared_data, tmp_path, capsys):
+    """The held-out check of docs/selection.md, run with the rule as committed before it (not a tuning target)."""
+    rc = lim.main(["--accuracy_path", str(shared_data / "one-shot-rlvr" / "acc_step_500.json"), "--output_path",
+                   str(tmp_path / "os.json"), "--max_epochs", "44", "--num_samples", "575", "--stopping",
+                   "--no_plots"])  # fmt: skip
+    capsys.readouterr()
+    result = json.loads((tmp_path / "os.stopping.json").read_text())
+    assert rc == 0 and result["rule"] == {"level": 0.97, "patience": 2, "window": 1}
+    assert result["stop_epoch"] == 19 and round(result["jaccard_with_all_epochs"], 3) == 0.895
+    assert round(result["stage1_saved"], 2) == 0.57
+
+
+# ---- Live, in the reward server: a real server on loopback, one pass at a time ------------------------------------
+
+# 8 prompts, 1 sample each a pass, 5 passes: the top 3 changes at passes 2 and 3, then holds (stable at pass 5)
+PASSES = np.array([[1, 0, 1, 0, 0], [1, 1, 0, 1, 1], [1, 1, 1, 1, 0], [0, 1, 0, 1, 1],
+                   [0, 0, 1, 0, 1], [0, 1, 1, 0, 0], [0, 0, 1, 1, 0], [0, 1, 1, 0, 1]])  # fmt: skip
+
+
+def _post_pass(server, epoch: int) -> dict:
+    """Post one pass (prompt by prompt, each answered before the next) and return /stats once it is answered."""
+    from test_reward_server import _sample, request
+
+    for p in range(len(PASSES)):
+        body, reward = _sample(p, bool(PASSES[p, epoch - 1]))
+        status, reply = request(server.port, "POST", "/get_reward", json.dumps(body).encode())
+        assert status == 200 and reply["rewards"] == [reward]
+    return request(server.port, "GET", "/stats")[1]["stopping"]
+
+
+def test_reward_server_prints_and_serves_the_verdict_at_each_pass_and_after_a_restart(tmp_path):
+    from test_reward_server import ServerProcess, request
+
+    expected = stopping_result(PASSES.astype(float), 3)
+    assert [r["stable"] for r in expected["rows"]] == [False, False, False, False, True]
+    log, args = tmp_path / "rollouts.jsonl", ("--samples_per_epoch", "8", "--selection_size", "3")
+
+    def check(server, epoch: int, stopping: dict) -> None:
+        row = expected["rows"][epoch - 1]
+        line = server._wait_for(rf"^pass {epoch}: selection of 3 .*stable: (yes|no)$", 60).group(0)
+        assert line.endswith("stable: yes" if row["stable"] else "stable: no")
+        if row["jaccard_previous"] is not None:
+            changed = 1 - row["overlap_previous"] / 3
+            assert f"changed by {changed:.1%} since pass {epoch - 1} (Jaccard {row['jaccard_previous']:.3f})" in line
+        assert {k: stopping[k] for k in row} == row
+        assert stopping["num_samples"] == 3 and stopping["prompts"] == 8 and stopping["line"] == line.strip()
+        assert stopping["stop_epoch"] == (5 if epoch == 5 else None) and stopping["rule"] == RULE.params()
+
+    with ServerProcess(log, *args, samples_per_step=4) as server:
+        assert request(server.port, "GET", "/stats")[1]["stopping"] is None  # no pass finished yet
+        for epoch in (1, 2, 3):
+            check(server, epoch, _post_pass(server, epoch))
+    with ServerProcess(log, *args, samples_per_step=4) as server:  # restarted: the passes logged are replayed once
+        stopping = request(server.port, "GET", "/stats")[1]["stopping"]
+        assert stopping["epoch"] == 3 and stopping["jaccard_previous"] == expected["rows"][2]["jaccard_previous"]
+        for epoch in (4, 5):
+            check(server, epoch, _post_pass(server, epoch))
+    assert len(log.read_text().splitlines()) == 40  # every sample logged once
+
+
+def test_reward_server_without_passes_has_no_verdict_and_refuses_a_size_without_them(tmp_path):
+    from test_reward_server import ServerProcess, request
+
+    with ServerProcess(tmp_path / "rollouts.jsonl", samples_per_step=4) as server:
+        _post_pass(server, 1)
+        assert request(server.port, "GET", "/stats")[1]["stopping"] is None
+    done = subprocess.run([sys.executable, "train/reward_server.py", "--rollout_log", str(tmp_path / "x.jsonl"),
+                           "--samples_per_step", "4", "--selection_size", "3"], cwd=REPO, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 2 and "--selection_size needs --samples_per_epoch" in done.stderr
+    assert not (tmp_path / "x.jsonl").exists()
