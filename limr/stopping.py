@@ -125,7 +125,8 @@ def change_line(epoch: int, size: int, row: dict) -> str:
     """One line per epoch for a person watching the run: how much of the selection is new since the last one."""
     if row["jaccard_previous"] is None:
         return f"pass {epoch}: selection of {size:,} (nothing to compare with yet); stable: no"
-    changed = 1 - row["overlap_previous"] / size
+    # the share of the selection that is new; an empty one (no prompt sampled in every pass) changed as much as it differs
+    changed = 1 - row["overlap_previous"] / size if size else 1 - row["jaccard_previous"]
     return (
         f"pass {epoch}: selection of {size:,} changed by {changed:.1%} since pass {row['compared_with']} "
         f"(Jaccard {row['jaccard_previous']:.3f}); stable: {'yes' if row['stable'] else 'no'}"

@@ -113,6 +113,16 @@ def test_live_tally_scores_only_prompts_sampled_in_every_pass_and_defaults_to_th
     assert second["line"].startswith(f"pass 2: selection of {paper_size(50)} changed by ")
 
 
+def test_live_tally_with_no_prompt_in_every_pass_gives_an_empty_verdict_not_an_error():
+    live = LiveTally()
+    live.add("a", True)
+    live.end_pass()
+    live.add("b", False)  # the only prompt of pass 2 was not in pass 1
+    row = live.end_pass()
+    assert row["prompts"] == 0 and row["num_samples"] == 0 and row["jaccard_previous"] == 0.0
+    assert row["line"] == "pass 2: selection of 0 changed by 100.0% since pass 1 (Jaccard 0.000); stable: no"
+
+
 def test_simulation_runs_and_writes_its_choice(tmp_path):
     out = tmp_path / "sim.json"
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
