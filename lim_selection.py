@@ -38,6 +38,8 @@ Methods (--method; --num_samples K takes the top K instead of a threshold):
 --compare runs all six at one size and prints their overlap (Jaccard). --stability selects with the first K epochs
 (K = 1..max_epochs) and compares with the full selection (limr/stability.py): X.stability.json and X.stability.png.
 --sweep counts the prompts LIM and LINEAR keep as θ moves from 0 to 1: X.sweep.json and X.sweep.png.
+--stopping applies limr/stopping.py's rule (when stage 1 could have stopped, from the epochs so far) to the top K by
+LIM after each epoch (K: --num_samples, else the paper's share of the pool): X.stopping.json and X.stopping.png.
 
 Where we depart from the original script (GAIR-NLP/LIMR lim/lim_selection.py), and why:
   - An epoch in which a prompt was not sampled takes the next epoch's value, in one pass, as the original does; a
@@ -89,6 +91,7 @@ from limr.paper import LINEAR_THETA, MAX_EPOCHS, STEPS_PER_EPOCH, THETA
 from limr.rollout_log import FINITE, EpochTally, count_samples, steps_per_epoch_of
 from limr.stability import epochs_to_reach, jaccard, stability_rows
 from limr.stats import read_question_scores
+from limr.stopping import paper_size, stopping_result
 
 METHODS = ("lim", "linear", "rand", "variance", "learnability", "dapo")  # --compare runs these six
 CHOICES = (*METHODS, "passrate")
@@ -375,6 +378,7 @@ def side_path(output_path: Path, suffix: str) -> Path:
 
 PLOTS = ("trajectories.png", "scores.png", "overlap.png")
 STABILITY = ("stability.json", "stability.png")
+STOPPING = ("stopping.json", "stopping.png")
 STABILITY_TARGETS = (0.8, 0.9)  # the Jaccard levels the table reports the epochs for
 SWEEP = ("sweep.json", "sweep.png")
 SWEEP_THETAS = tuple(i / 20 for i in range(21))  # 0.00, 0.05, ..., 1.00; the paper's θ (0.6, 0.7) are on the grid
@@ -398,6 +402,8 @@ def output_paths(args) -> list[Path]:
         paths += [side_path(out, name) for name in STABILITY[: 1 if args.no_plots else 2]]
     if args.sweep:
         paths += [side_path(out, name) for name in SWEEP[: 1 if args.no_plots else 2]]
+    if args.stopping:
+        paths += [side_path(out, name) for name in STOPPING[: 1 if args.no_plots else 2]]
     return paths + ([] if args.no_plots else [side_path(out, name) for name in PLOTS])
 
 
@@ -604,6 +610,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(Jaccard, Spearman, count; at the same size and at the threshold): X.stability.json and .png",
     )
     p.add_argument(
+        "--stopping",
+        action="store_true",
+        help="when stage 1 could have stopped: limr/stopping.py's rule on the top K by LIM after each epoch "
+        "(K: --num_samples, else the paper's share of the pool): X.stopping.json and .png",
+    )
+    p.add_argument(
         "--sweep",
         action="store_true",
         help="how many prompts LIM and LINEAR keep at each θ in 0, 0.05, .., 1 (the paper's θ marked): "
@@ -785,6 +797,52 @@ def print_sweep(rows: list[dict]) -> None:
         print(f"{r['theta']:>6.2f}" + cells)
 
 
+def print_stopping(result: dict) -> None:
+    """Per epoch the rule's inputs (the top K's Jaccard with the one before) and verdict; then what it saves."""
+    rule, k = result["rule"], result["num_samples"]
+    print(f"stopping (limr/stopping.py): top {k} by LIM after each epoch; stable once its Jaccard with the top {k} "
+          f"{rule['window']} epoch(s) before is >= {rule['level']} for {rule['patience']} epochs in a row")  # fmt: skip
+    print(f"{'epoch':>6} {'jaccard':>8} {'kept':>6} {'stable':>7}")
+    for r in result["rows"]:
+        similar = "-" if r["jaccard_previous"] is None else f"{r['jaccard_previous']:.3f}"
+        kept = "-" if r["overlap_previous"] is None else r["overlap_previous"]
+        print(f"{r['epoch']:>6} {similar:>8} {kept:>6} {'yes' if r['stable'] else 'no':>7}")
+    if result["stop_epoch"] is None:
+        print(f"  never stable in the {len(result['rows'])} epochs given: stage 1 could not have stopped early")
+    else:
+        print(f"  stop at epoch {result['stop_epoch']}: its top {k} has Jaccard {result['jaccard_with_all_epochs']:.3f} "
+              f"with the top {k} from all {result['epochs_given']} epochs; {result['stage1_saved']:.0%} of stage 1 "
+              "saved")  # fmt: skip
+
+
+def write_stopping(out: Path, result: dict, no_plots: bool) -> list[str]:
+    """X.stopping.json and, beside the stability plot, X.stopping.png (inside the caller's all-or-nothing)."""
+    write_json(side_path(out, "stopping.json"), result)
+    done = [f"wrote the stopping rule's verdicts to {side_path(out, 'stopping.json')}"]
+    if not no_plots and importlib.util.find_spec("matplotlib") is not None:
+        plot_stopping(side_path(out, "stopping.png"), result)
+    return done
+
+
+def plot_stopping(path: Path, result: dict):
+    """Each epoch's Jaccard with the one before, the rule's level, and the epoch where it stops."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    rows = [r for r in result["rows"] if r["jaccard_previous"] is not None]
+    ax.plot([r["epoch"] for r in rows], [r["jaccard_previous"] for r in rows], ".-", label="Jaccard with previous")
+    ax.axhline(result["rule"]["level"], color="grey", lw=0.8, label=f"level {result['rule']['level']}")
+    if result["stop_epoch"] is not None:
+        ax.axvline(result["stop_epoch"], color="tab:red", ls="--", label=f"stop: epoch {result['stop_epoch']}")
+    ax.set(xlabel="epoch", ylabel="Jaccard", ylim=(-0.05, 1.05),
+           title=f"top {result['num_samples']} by LIM: when stage 1 could stop")  # fmt: skip
+    ax.legend(fontsize=8, loc="lower right")
+    save_png(fig, path)
+
+
 def select_from_scores(args, prompts: list[dict] | None) -> tuple[dict, dict]:
     """--scores_path: the threshold (or top K) over saved scores, in prompt-file order like the release's limr.json."""
     if args.method != "lim" or args.compare:
@@ -876,10 +934,12 @@ def run(args) -> None:
         raise DataError("--sweep scores LIM and LINEAR from accuracy histories: not with --scores_path")
     if args.stability and (args.scores_path or args.method == "rand"):
         raise DataError("--stability needs accuracy histories and a scoring method (not --scores_path, not rand)")
+    if args.stopping and (args.scores_path or args.method != "lim"):
+        raise DataError("--stopping applies LIM to accuracy histories: only --method lim, not with --scores_path")
     refuse_overwriting_inputs(inputs, output_paths(args))  # before anything is read: a log is days of GPU time
     refuse_unwritable_outputs(output_paths(args))
     prompts = load_prompts(args.original_prompts_path) if args.original_prompts_path else None
-    complete, compared, stability, sweep = None, None, None, None
+    complete, compared, stability, sweep, stopping = None, None, None, None, None
     if args.method == "passrate":
         result, info = select_by_passrate(args, prompts)
     elif args.scores_path:
@@ -895,16 +955,24 @@ def run(args) -> None:
             stability = run_stability(args, complete, result)
         if args.sweep:
             sweep = threshold_sweep(complete)
+        if args.stopping:
+            stopping = stopping_result(
+                np.array(list(complete.values())), args.num_samples or paper_size(len(complete))
+            )
         if info["format"] == "step files" and result["scores"] is not None:
             complete = spread_text_scores(result, prompts)
     report = build_report(args, info, result, None if prompts is None else len(prompts), compared)
     if stability is not None:
         report["stability"] = stability_summary(stability, args.max_epochs)
+    if stopping is not None:  # the verdict, and the hindsight the whole history gives (rows: X.stopping.json)
+        report["stopping"] = {k: v for k, v in stopping.items() if k != "rows"}
     print_report(report)
     if stability is not None:
         print_stability(stability, report["stability"])
     if sweep is not None:
         print_sweep(sweep)
+    if stopping is not None:
+        print_stopping(stopping)
     try:
         with all_or_nothing():  # every output or none: a full disk leaves no selection without its twin
             done = write_outputs(args, result["selected"], prompts, result["scores"], report, complete)
@@ -914,6 +982,8 @@ def run(args) -> None:
             if stability is not None:
                 write_json(side_path(Path(args.output_path), "stability.json"), stability)
                 done.append(f"wrote the stability table to {side_path(Path(args.output_path), 'stability.json')}")
+            if stopping is not None:
+                done += write_stopping(Path(args.output_path), stopping, args.no_plots)
             if not args.no_plots:
                 done += write_plots(
                     args,

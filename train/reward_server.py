@@ -51,7 +51,8 @@ from limr.grader import MODES
 from limr.jsonio import DataError
 from limr.pool import HARD_LIMIT_S, GradingPool, worker_memory_mb
 from limr.request import PayloadError, Sample, parse_payload, reply
-from limr.rollout_log import RolloutLog, check_resume, epoch_of, log_row, response_sha1, step_of
+from limr.rollout_log import RolloutLog, check_resume, count_samples, epoch_of, log_row, response_sha1, step_of
+from limr.stopping import LiveTally
 
 SHOWN_REJECTIONS = 10  # the first rejected requests are printed; the rest are counted in /stats
 GRACEFUL_S = 30  # on SIGTERM, in-flight requests get this long (10x the grading limit) to finish
@@ -106,6 +107,7 @@ class Recorder:
         samples_per_step: int,
         store_responses: bool,
         samples_per_epoch: int | None = None,
+        selection_size: int | None = None,
     ):
         self.train_log, self.eval_log = train_log, eval_log
         self.samples_per_step, self.samples_per_epoch = samples_per_step, samples_per_epoch
@@ -119,6 +121,9 @@ class Recorder:
         self.reward_sum = 0.0
         self.step_totals = [0, 0.0, 0, 0]  # samples, reward sum, correct, timeouts of the step in progress
         self.recent: deque = deque()  # (second, samples) over the last RATE_WINDOW_S, for samples per second
+        self.selection = None  # the live stopping rule counts passes: only with samples_per_epoch
+        if samples_per_epoch is not None:
+            self.selection = resume_selection(train_log, samples_per_step, samples_per_epoch, selection_size)
 
     def step_at(self, index: int) -> int:
         """The training step of the index-th training sample (see limr.rollout_log.step_of)."""
@@ -150,10 +155,12 @@ class Recorder:
         except BaseException:
             self.train_log.cut_back(size, lines)
             raise
-        for i, g in enumerate(g for s, g in zip(samples, graded, strict=True) if s.split != "eval"):
+        for i, (s, g) in enumerate((s, g) for s, g in zip(samples, graded, strict=True) if s.split != "eval"):
             self.counts["correct"] += g.correct
             self.reward_sum += g.reward
             self._step_progress(g, lines + i)
+            if self.selection is not None:
+                self._pass_progress(s.prompt_id, g, lines + i)
         self.counts["train"] += len(train)
         self.counts["eval"] += len(evals)
         self.counts["fallbacks"] += sum(s.fallback for s in samples)
@@ -172,6 +179,12 @@ class Recorder:
             print(f"step {step} logged: {n} samples, reward mean {reward / n:.3f}, accuracy {correct / n:.3f}, "
                   f"{timeouts} timeouts", flush=True)  # fmt: skip
             self.step_totals = [0, 0.0, 0, 0]
+
+    def _pass_progress(self, prompt_id: str, graded, index: int) -> None:
+        """The stopping rule's verdict at the end of each pass (limr/stopping.py), from the tally kept here."""
+        self.selection.add(prompt_id, graded.correct)
+        if self.epoch_at(index + 1) != self.epoch_at(index):
+            print(self.selection.end_pass()["line"], flush=True)
 
     def _count_rate(self, samples: int) -> None:
         now = int(time.monotonic())
@@ -201,7 +214,19 @@ class Recorder:
             "log_lines": self.train_log.lines,
             "resumed_lines": self.resumed_lines,
             "uptime_s": round(uptime, 1),
+            "stopping": None if self.selection is None else self.selection.last,  # the latest pass's verdict
         }
+
+
+def resume_selection(train_log: RolloutLog, samples_per_step: int, samples_per_epoch: int, size: int | None):
+    """The live stopping rule's tally; after a restart, the passes already logged (read once, here: each line's
+    pass from its step, numbered as step_of numbers them)."""
+    tally = LiveTally(size)
+    if train_log.lines:
+        steps, _, pids, oks, n = count_samples(train_log.path).columns()
+        epochs = ((steps - 1) // -(-samples_per_epoch // samples_per_step) + 1).tolist()
+        tally.resume(pids, epochs, oks, n, train_log.lines // samples_per_epoch)
+    return tally
 
 
 # ---- The HTTP layer -----------------------------------------------------------------------------------------------
@@ -439,6 +464,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--samples_per_epoch", type=int_in(1),
                    help="prompts x samples per prompt: steps restart at each pass over the prompts, as OpenRLHF "
                         "0.11 keeps each pass's last partial batch (MATH-8k: 8,523 x 8 = 68,184, 9 steps a pass)")  # fmt: skip
+    p.add_argument("--selection_size", type=int_in(1),
+                   help="K of the live stopping rule (limr/stopping.py; needs --samples_per_epoch): the top K by LIM "
+                        "after each pass (default: the paper's share, 1,389 / 8,523 of the prompts seen)")  # fmt: skip
     p.add_argument("--grader", choices=MODES, default="default", help="limr: the release's reward, bug for bug")
     p.add_argument(
         "--workers", type=int_in(1, 4096), help="grading processes (default: the CPU cores this process may use)"
@@ -463,6 +491,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.eval_log = str(log.with_name(log.name.removesuffix(".jsonl") + ".eval.jsonl"))
     if Path(args.eval_log).resolve() == Path(args.rollout_log).resolve():
         p.error("--eval_log must differ from --rollout_log")
+    if args.selection_size and not args.samples_per_epoch:
+        p.error("--selection_size needs --samples_per_epoch: the stopping rule runs at the end of each pass")
     return args
 
 
@@ -560,7 +590,8 @@ def main(argv=None) -> int:
     pool = GradingPool(
         workers=workers, hard_limit_s=args.hard_limit, mode=args.grader, batch=1, memory_limit_mb=memory_mb
     )
-    recorder = Recorder(train_log, eval_log, args.samples_per_step, args.store_responses, args.samples_per_epoch)
+    recorder = Recorder(train_log, eval_log, args.samples_per_step, args.store_responses, args.samples_per_epoch,
+                        args.selection_size)  # fmt: skip
     app = create_app(pool, recorder, args.token, limits)
     port = sock.getsockname()[1]
     print(f"reward server: http://{args.host}:{port}/get_reward, {pool.workers} grading workers ({args.grader}), "
