@@ -1008,3 +1008,152 @@ def test_a_nul_filled_tail_is_moved_aside(tmp_path, tail):
     assert [json.loads(x)["id"] for x in path.read_text().splitlines()][-2:] == ["p5", "next"]
     assert (tmp_path / "r.jsonl.torn").read_bytes() == tail + b"\n"
     assert len(warnings) == 1 and "NUL bytes" in warnings[0]
+
+
+# ---- Damage and hostile logs at start (issue 22, items 5, 6, 9, 11) -------------------------------------------------
+
+RECORD = b'{"step": 1, "id": "late", "reward": 1.0}'
+
+
+@pytest.mark.parametrize(
+    "damage, kept, moved",
+    [
+        (b"\0" * 4096 + RECORD + b"\n", ["p5", "late"], b"\0" * 4096),  # NULs, then a whole record
+        (b"\0" * 4096 + b"\n", ["p5"], b"\0" * 4096),  # NULs, then a newline
+        (
+            b'{"step": 2, "id": "p' + b"\0" * 4096 + RECORD + b"\n",
+            ["p5", "late"],
+            b'{"step": 2, "id": "p' + b"\0" * 4096,
+        ),
+        (b"\0" * 100 + b'"id": "q"}\n' + RECORD + b"\n", ["p5", "late"], b"\0" * 100 + b'"id": "q"}'),  # a lost start
+    ],
+)
+def test_a_nul_block_followed_by_data_is_set_aside(tmp_path, damage, kept, moved):
+    """What a power loss leaves mid-file (the blocks of a line or two never written, later ones were): every whole
+    record stays, in order, once; the damage goes to <log>.torn with one warning; appending goes on."""
+    path = tmp_path / "r.jsonl"
+    _write_lines(path, 6, 3, damage)
+    warnings = []
+    log = RolloutLog(path, warn=warnings.append)
+    assert log.lines == 5 + len(kept)
+    log.write(log_row(3, "next", G, 1))
+    log.close()
+    assert [json.loads(x)["id"] for x in path.read_text().splitlines()][5:] == [*kept, "next"]
+    assert (tmp_path / "r.jsonl.torn").read_bytes() == moved + b"\n"
+    assert len(warnings) == 1 and "NUL bytes" in warnings[0]
+    assert count_samples(path).samples.total() == 6 + len(kept)  # lim_selection.py reads the repaired log
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x7fELF\x02\x01\0\0\0\0garbage\n",  # a binary file: NULs, and no line is a record
+        b'{"step": 1, "id": "a", "reward": 1.0}\nnotes\0\0\0\n',  # a line with NULs that this writer never began
+        b'{"step": 1, "id": "a", "reward": 1.0}\n\0\0\nnotes\n',  # ... and a line after the NULs that is no record
+    ],
+)
+def test_nul_bytes_in_a_file_that_is_not_a_log_are_not_cut(tmp_path, content):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match="not appending"):
+        RolloutLog(path)
+    assert path.read_bytes() == content and not (tmp_path / "r.jsonl.torn").exists()
+
+
+class _CountingBytes(bytes):
+    """Chunks that count the bytes every `+` on them builds: joining a line's chunks pairwise is quadratic."""
+
+    copied = 0
+
+    def __add__(self, other):
+        _CountingBytes.copied += len(self) + len(other)
+        return bytes(self) + bytes(other)
+
+    def __radd__(self, other):  # bytes + _CountingBytes: Python asks the subclass first
+        _CountingBytes.copied += len(self) + len(other)
+        return bytes(other) + bytes(self)
+
+
+class _CountingFile:
+    def __init__(self, f):
+        self._f = f
+
+    def read(self, *args):
+        return _CountingBytes(self._f.read(*args))
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+def test_a_long_torn_last_line_is_read_in_linear_time(tmp_path, monkeypatch):
+    """A torn tail of 8 MiB without a newline, read 4 KiB at a time: the bytes copied while reading it stay within a
+    few times the file's size at server start and in the reader (chunk by chunk concatenation copies ~8 GiB)."""
+    import builtins
+
+    import limr.rollout_log as rl
+
+    path = tmp_path / "r.jsonl"
+    _write_lines(path, 6, 3, b'{"step": 3, "id": "p' + b"x" * (8 << 20))
+    size = path.stat().st_size
+    real_open = builtins.open
+    monkeypatch.setattr(rl, "CHUNK", 4096)
+    monkeypatch.setattr(rl, "open", lambda *a, **k: _CountingFile(real_open(*a, **k)), raising=False)
+    _CountingBytes.copied = 0
+    counts = count_samples(path, warn=lambda _: None)
+    assert counts.torn_last_line == 7 and counts.samples.total() == 6
+    assert _CountingBytes.copied <= 4 * size
+    log = RolloutLog(path, warn=lambda _: None)
+    log.close()
+    assert log.lines == 6 and _CountingBytes.copied <= 8 * size
+    assert (tmp_path / "r.jsonl.torn").stat().st_size == size - path.stat().st_size + 1  # the tail and a newline
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (
+            b'{"step": 100000000000000000000, "id": "a", "reward": 1.0}',
+            "'step' must be a positive integer below 2**63",
+        ),
+        (b'{"step": 1, "id": "a", "reward": 1.0, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    ],
+)
+@pytest.mark.parametrize("last", [False, True])
+def test_a_log_line_no_reader_can_count_stops_the_server_with_one_line(tmp_path, line, message, last):
+    """Anywhere in the log: the server refuses to start (exit 2, one error line naming the line) and the reader
+    raises DataError (lim_selection.py prints it as one line), instead of an OverflowError or RecursionError."""
+    path = tmp_path / "r.jsonl"
+    _write_lines(path, 2, 4)
+    rest = b"" if last else b'{"step": 1, "id": "z", "reward": 1.0}\n'
+    path.write_bytes(path.read_bytes() + line + b"\n" + rest)
+    before = path.read_bytes()
+    with pytest.raises(DataError, match=re.escape(message)):
+        count_samples(path)
+    cmd = [sys.executable, str(SERVER), "--port", "0", "--rollout_log", str(path), "--samples_per_step", "4"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.splitlines()[-1].startswith(f"error: {path}") and len(out.stderr.splitlines()) == 1
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_log_that_is_not_a_regular_file_is_refused(tmp_path, kind):
+    """A FIFO used to block the server at open (the subprocess's timeout is the hang guard); /dev/null gave
+    /dev/null.eval.jsonl and an fsync traceback."""
+    if kind == "fifo":
+        log = tmp_path / "r.jsonl"
+        os.mkfifo(log)
+    else:
+        log = Path(os.devnull)
+        with pytest.raises(DataError, match="not a regular file"):
+            RolloutLog(log)
+    cmd = [sys.executable, str(SERVER), "--port", "0", "--rollout_log", str(log), "--samples_per_step", "4"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr == f"error: {log}: not a regular file; a rollout log must be one\n"
+    assert not Path(str(log).removesuffix(".jsonl") + ".eval.jsonl").exists()
