@@ -1157,3 +1157,117 @@ def test_a_log_that_is_not_a_regular_file_is_refused(tmp_path, kind):
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr == f"error: {log}: not a regular file; a rollout log must be one\n"
     assert not Path(str(log).removesuffix(".jsonl") + ".eval.jsonl").exists()
+
+
+# ---- Pipelining, trailers and the memory all connections hold (issue 22, items 3 and 4) -----------------------------
+
+
+def _post_bytes(body: bytes, extra: str = "") -> bytes:
+    head = f"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (head + extra + "\r\n").encode() + body
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection; a reset (it closed with our data unread) ends it
+    too (60 s hang guard)."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_a_pipelined_request_whose_client_left_is_not_logged(tmp_path, together):
+    """Two requests on one connection (in one packet, or the second while the first is graded), then the client
+    leaves and sends both again: each is logged once (httptools logged the first twice: A, A, B)."""
+    log = tmp_path / "rollouts.jsonl"
+    first, second = (_post_bytes(_payload(labels=[encode_label(pid, "5")])) for pid in ("A", "B"))
+    with ServerProcess(log, "--workers", "1", "--hard_limit", "600") as server:
+        with Paused(server):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+            sock.sendall(first + second if together else first)
+            wait_for_stat(server, "grading", 1)
+            if not together:
+                sock.sendall(second)
+            sock.close()
+            wait_for_stat(server, "client_gone", 1)
+        for pid in ("A", "B"):
+            assert request(server.port, "POST", "/get_reward", _payload(labels=[encode_label(pid, "5")]))[0] == 200
+    assert [r["id"] for r in read_log(log)] == ["A", "B"]
+
+
+def test_a_pipelined_request_gets_the_header_cap_and_deadline(tmp_path):
+    """While a request is graded, what the connection sends ahead is held to 64 KiB (httptools parsed 160 MiB of
+    headers meanwhile); the next request's headers then get the same deadline as a first request's."""
+    log = tmp_path / "rollouts.jsonl"
+    with ServerProcess(log, "--workers", "1", "--hard_limit", "600", "--header_timeout", "2") as server:
+        with Paused(server):
+            big = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+            big.sendall(_post_bytes(_payload(labels=[encode_label("big", "5")])))
+            wait_for_stat(server, "grading", 1)
+            try:
+                big.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20))
+            except OSError:  # the server closes before all of it is sent
+                pass
+            assert read_until_closed(big) == b""  # closed unanswered: the client sends it again
+            big.close()
+            wait_for_stat(server, "client_gone", 1)
+            slow = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+            slow.sendall(_post_bytes(_payload(labels=[encode_label("slow", "5")])))
+            wait_for_stat(server, "grading", 1)
+            slow.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and never more
+        reply = read_until_closed(slow)  # the answer, then the close at the next request's header deadline
+        slow.close()
+        assert reply.startswith(b"HTTP/1.1 200 ") and reply.count(b"HTTP/1.1") == 1
+        stats = request(server.port, "GET", "/stats")[1]
+    assert (stats["connections_pipelined_too_large"], stats["connections_header_timeouts"]) == (1, 1)
+    assert [r["id"] for r in read_log(log)] == ["slow"]
+
+
+def test_a_chunked_trailer_is_capped(tmp_path):
+    """A 2 MiB trailer after a chunked body (httptools answered a 64 MiB one with 200): refused, nothing logged."""
+    log = tmp_path / "rollouts.jsonl"
+    body = _payload()
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\nX-Trailer: " + b"a" * (2 << 20) + b"\r\n\r\n"
+    head = b"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with ServerProcess(log) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+        try:
+            sock.sendall(head + chunked)
+        except OSError:  # refused before all of it is sent
+            pass
+        reply = read_until_closed(sock)
+        sock.close()
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 400 ")
+        assert request(server.port, "POST", "/get_reward", _payload())[0] == 200  # and the server goes on
+    assert len(read_log(log)) == 1
+
+
+def test_bodies_held_by_all_connections_are_bounded_and_released(tmp_path):
+    """Two slow bodies of 400 KB fill a 1 MB budget; a third gets 503 before it holds more; once they close their
+    bytes are given back and a request is served."""
+    log = tmp_path / "rollouts.jsonl"
+    with ServerProcess(log, "--max_buffered_bytes", "1000000", "--max_request_bytes", "600000") as server:
+        slow = []
+        for n in (1, 2):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+            sock.sendall(_post_bytes(b" " * 500_000)[:-100_000])  # 400,000 bytes of a 500,000-byte body
+            wait_for_stat(server, "body_bytes_held", 400_000 * n)
+            slow.append(sock)
+        third = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+        try:
+            third.sendall(_post_bytes(b" " * 500_000))
+        except OSError:  # refused before all of it is sent
+            pass
+        reply = read_until_closed(third)
+        third.close()
+        assert reply.startswith(b"HTTP/1.1 503 ") and b"--max_buffered_bytes" in reply
+        for sock in slow:
+            sock.close()
+        wait_for_stat(server, "body_bytes_held", 0)
+        assert request(server.port, "POST", "/get_reward", _payload())[0] == 200
+        assert request(server.port, "GET", "/stats")[1]["body_bytes_held"] == 0
+    assert len(read_log(log)) == 1
