@@ -1232,7 +1232,9 @@ def test_a_chunked_trailer_is_capped(tmp_path):
     log = tmp_path / "rollouts.jsonl"
     body = _payload()
     chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\nX-Trailer: " + b"a" * (2 << 20) + b"\r\n\r\n"
-    head = b"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = (
+        b"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     with ServerProcess(log) as server:
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
         try:

@@ -25,7 +25,7 @@ A request's lines are written all or none, and not at all when its client has cl
 Also: GET /health (200 once the grading pool is up, 503 while it cannot grade), GET /stats, a bearer token for
 `--host 0.0.0.0` (OpenRLHF cannot send headers, so it also passes in the URL: .../get_reward?token=TOKEN or
 http://limr:TOKEN@host:port/...), limits on what one client can hold (connections, header size and time, body size
-and time, samples per request: train/README.md), 4xx with a message for bad input, and a clean stop on SIGTERM /
+and time, bodies held by all connections together, samples per request, pipelining: train/README.md), 4xx with a message for bad input, and a clean stop on SIGTERM /
 SIGINT with the logs flushed.
 """
 
@@ -257,7 +257,9 @@ class Limits:
     body_timeout_s: float = BODY_TIMEOUT_S
     bodies: BodyBudget = field(default_factory=BodyBudget)
     counts: dict = field(
-        default_factory=lambda: dict.fromkeys(("busy", "header_timeouts", "headers_too_large", "pipelined_too_large"), 0)
+        default_factory=lambda: dict.fromkeys(
+            ("busy", "header_timeouts", "headers_too_large", "pipelined_too_large"), 0
+        )
     )
 
 
@@ -420,7 +422,13 @@ def guarded_protocol(kind: str, limits: Limits):
     it closes kept-alive connections after timeout_keep_alive, but arms no timer before a connection's first
     request nor while headers trickle in, caps headers only with h11 (h11_max_incomplete_event_size), and its
     limit_concurrency counts idle connections too and answers a bare 503. This adds a header deadline, a header
-    size cap for both, and a connection cap answered with a JSON 503 before any parsing: each costs microseconds."""
+    size cap for both, and a connection cap answered with a JSON 503 before any parsing: each costs microseconds.
+
+    Pipelining: both parsers tell only a connection's newest request that its client left (connection_lost), and
+    httptools parses what is sent ahead while a request is answered (its headers escaped the cap and deadline).
+    Here the bytes sent ahead are held unparsed (at most the header cap, or the connection is closed) until the
+    answer is out, and a lost connection marks every request of it not yet answered, so none of them is logged.
+    Chunked trailers are capped by h11 only (h11_max_incomplete_event_size): h11 is the default."""
     if kind == "h11":
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base
     else:
