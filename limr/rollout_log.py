@@ -17,9 +17,10 @@ The writer appends a request's lines with one `write` to a file opened with O_AP
 a line the server has answered for is in the kernel's hands before the reply leaves: a `kill -9` loses no answered
 sample. A write that fails halfway (disk full) is cut back off, so the file only ever holds whole lines, and a
 request's lines are all there or none. On opening, a torn last line (the machine went down mid-write; a power loss
-can also leave NUL bytes) is moved to `<log>.torn` with a warning, and a whole last line that only lacks its
-newline gets one; the line count is where the step numbering resumes. A file that does not look like a rollout log
-is never appended to, and a file lock keeps a second writer out.
+can also leave NUL bytes, at the end or further up with later records after them) is moved to `<log>.torn` with a
+warning, every whole record kept, and a whole last line that only lacks its newline gets one; the line count is
+where the step numbering resumes. A file that does not look like a rollout log, or is not a regular file, is never
+appended to, and a file lock keeps a second writer out. Lines of any length are read in time linear in their size.
 
 The reader (count_samples) types each line with msgspec, a chunk at a time, and reads exactly what json.loads
 reads: a chunk msgspec refuses (or one that is not UTF-8, which msgspec checks only in the fields it keeps, or not

@@ -288,12 +288,19 @@ async def read_body(request, limit: int, held: HeldBody) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise PayloadError(413, f"request body of {declared} bytes is over the limit of {limit} (--max_request_bytes)")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadError(413, f"request body is over the limit of {limit} bytes (--max_request_bytes)")
-        held.take(len(chunk))
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadError(413, f"request body is over the limit of {limit} bytes (--max_request_bytes)")
+            held.take(len(chunk))
+            chunks.append(chunk)
+    except BaseException:
+        # the error's traceback keeps this frame, in a reference cycle through asyncio.wait_for's task, until the
+        # garbage collector runs: without this, the bodies of clients that left stayed in memory (350 MB after
+        # 100 connections of 4 MiB had closed)
+        chunks.clear()
+        raise
     return b"".join(chunks)
 
 
