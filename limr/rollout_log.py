@@ -108,8 +108,8 @@ def log_row(
 
 def _scan(f) -> tuple[int, int, bytes, bytes, tuple[int, int] | None]:
     """(complete lines, bytes up to the last newline, the last complete line, the bytes after it, and where the first
-    line holding a NUL byte starts: (byte offset, complete lines before it), or None). Linear in the file's size however long its lines: the bytes since the last
-    newline are kept as a list of chunks and joined once."""
+    line holding a NUL byte starts: (byte offset, complete lines before it), or None). Linear in the file's size
+    however long its lines: the bytes since the last newline are kept as a list of chunks and joined once."""
     lines, offset, line_start, last_line, pending, damaged = 0, 0, 0, b"", [], None
     while chunk := f.read(CHUNK):
         if damaged is None and (nul := chunk.find(b"\0")) >= 0:
@@ -159,7 +159,6 @@ class _Recovered:
 
     kept: list[bytes] = field(default_factory=list)
     damage: list[bytes] = field(default_factory=list)
-    torn_last_line: bool = False
 
 
 def _recover(path: Path, region: bytes, first_line: int, known_record: bool) -> _Recovered:
@@ -178,7 +177,6 @@ def _recover(path: Path, region: bytes, first_line: int, known_record: bool) -> 
                 pass  # stray whitespace after the last line
             elif is_tail and line.startswith(b"{"):
                 out.damage.append(line)
-                out.torn_last_line = True
             elif is_tail:
                 raise DataError(f"{path}: ends in {len(line)} bytes that are not a rollout-log line; not appending")
             else:
@@ -199,6 +197,13 @@ def _recover(path: Path, region: bytes, first_line: int, known_record: bool) -> 
     return out
 
 
+def _append_synced(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class RolloutLog:
     """Append-only JSONL writer. `lines` counts the file's complete lines, old ones included (the resume point)."""
 
@@ -214,6 +219,8 @@ class RolloutLog:
                 raise DataError(f"{self.path}: not a regular file; a rollout log must be one")
             os.set_blocking(self._fd, True)
             self._lock(warn)
+            if self._pending.exists():
+                self._finish_repair()
             with open(self.path, "rb") as f:
                 self.lines, self.size, last_line, tail, damaged = _scan(f)
                 if damaged is None and not tail.strip():
@@ -233,6 +240,21 @@ class RolloutLog:
             self._fd = -1
             raise
 
+    @property
+    def _pending(self) -> Path:
+        return self.path.with_name(self.path.name + ".kept")
+
+    def _finish_repair(self) -> None:
+        """A repair stopped after its copy of the records to keep: done if the log ends with them, else refused."""
+        kept = self._pending.read_bytes()
+        with open(self.path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - len(kept)))
+            if f.read() == kept:
+                self._pending.unlink()
+                return
+        raise DataError(f"{self.path}: a repair was cut short: {self._pending} holds whole records that belong after "
+                        f"its last line; append them (cat) and delete it")  # fmt: skip
+
     def _check_last(self, line: bytes):
         row = _parse_record(line) if self.lines else None
         if self.lines and row is None:
@@ -244,14 +266,16 @@ class RolloutLog:
         write the records kept after it back: every whole record stays, in order, once."""
         torn = self.path.with_name(self.path.name + ".torn")
         if recovered.damage:
-            with open(torn, "ab") as f:
-                f.write(b"".join(d + b"\n" for d in recovered.damage))
-                f.flush()
-                os.fsync(f.fileno())
+            _append_synced(torn, b"".join(d + b"\n" for d in recovered.damage))
+        kept = b"".join(line + b"\n" for line in recovered.kept)
+        if len(recovered.kept) > 1:  # whole records after a NUL block: a copy until they are back in the log
+            _append_synced(self._pending, kept)
         os.ftruncate(self._fd, self.size)
-        if recovered.kept:
-            self.write_bytes(b"".join(line + b"\n" for line in recovered.kept))
+        if kept:
+            self.write_bytes(kept)
             self.last_row = _parse_record(recovered.kept[-1])
+            os.fsync(self._fd)
+        self._pending.unlink(missing_ok=True)
         if not recovered.damage:
             return
         lost = sum(map(len, recovered.damage))

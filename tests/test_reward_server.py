@@ -1298,3 +1298,20 @@ def test_the_memory_of_bodies_whose_clients_left_is_given_back(tmp_path):
         wait_for_stat(server, "body_bytes_held", 0)
         after = _rss_mb(server.proc.pid)
     assert after < before + 64, (before, after)
+
+
+def test_a_repair_cut_short_loses_no_record(tmp_path):
+    """Records kept after a NUL block are copied to <log>.kept before the log is cut back: a crash in between leaves
+    them there; the next start finishes the repair if the log already ends with them, and refuses otherwise."""
+    path, kept = tmp_path / "r.jsonl", tmp_path / "r.jsonl.kept"
+    _write_lines(path, 3, 3, b"\0" * 64 + b"\n" + RECORD + b"\n" + RECORD + b"\n")
+    RolloutLog(path, warn=lambda _: None).close()
+    assert not kept.exists() and len(path.read_text().splitlines()) == 5
+    kept.write_bytes(RECORD + b"\n" + RECORD + b"\n")  # the crash came after the log was written back: done
+    RolloutLog(path).close()
+    assert not kept.exists() and len(path.read_text().splitlines()) == 5
+    _write_lines(path, 3, 3)  # ... before: the records are only in the copy
+    kept.write_bytes(RECORD + b"\n" + RECORD + b"\n")
+    with pytest.raises(DataError, match="a repair was cut short"):
+        RolloutLog(path)
+    assert kept.exists() and len(path.read_text().splitlines()) == 3

@@ -25,8 +25,8 @@ A request's lines are written all or none, and not at all when its client has cl
 Also: GET /health (200 once the grading pool is up, 503 while it cannot grade), GET /stats, a bearer token for
 `--host 0.0.0.0` (OpenRLHF cannot send headers, so it also passes in the URL: .../get_reward?token=TOKEN or
 http://limr:TOKEN@host:port/...), limits on what one client can hold (connections, header size and time, body size
-and time, bodies held by all connections together, samples per request, pipelining: train/README.md), 4xx with a message for bad input, and a clean stop on SIGTERM /
-SIGINT with the logs flushed.
+and time, bodies held by all connections together, samples per request, pipelining: train/README.md), 4xx with a
+message for bad input, and a clean stop on SIGTERM / SIGINT with the logs flushed.
 """
 
 import argparse
@@ -64,8 +64,9 @@ MAX_REQUEST_BYTES = 4 << 20  # one OpenRLHF sample is ~20 KB (4,096 tokens)
 # request bodies held by all connections together, from their first byte until the request is answered; past it 503
 MAX_BUFFERED_BYTES = 256 << 20  # 64 bodies of the largest size, 13,000 OpenRLHF samples
 MAX_CONNECTIONS = 4096  # open connections; the next ones get 503 at once (the open-file limit is raised to fit)
-MAX_HEADER_BYTES = 64 << 10  # request line and headers; more gets 431 (OpenRLHF sends ~200 bytes)
-# ... and what a connection may send ahead (pipeline) while its request is answered; more closes the connection
+# request line and headers, more gets 431 (OpenRLHF sends ~200 bytes); also what a connection may send ahead
+# (pipelining) while its request is answered, more closes it
+MAX_HEADER_BYTES = 64 << 10
 HEADER_TIMEOUT_S = 10.0  # a connection must send its request line and headers within this, or it is closed
 BODY_TIMEOUT_S = 60.0  # a body must arrive within this, or 408
 KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this (uvicorn's timeout_keep_alive)
