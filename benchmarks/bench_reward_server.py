@@ -2,6 +2,7 @@
 
     python benchmarks/bench_reward_server.py                      # 64 clients, 20,000 requests per saturated phase
     python benchmarks/bench_reward_server.py --requests 2000 --paced_requests 500   # quicker
+    python benchmarks/bench_reward_server.py --compare_http --requests 2000          # h11 (default) vs httptools
 
 The same responses go through four phases (synthetic but shaped like the policy's: ~1,500 characters of reasoning,
 a boxed answer, right or wrong, and Qwen's end-of-turn marker, behind a chat-templated prompt):
@@ -95,9 +96,9 @@ async def run_phase(call, requests: list, clients: int, rate: float | None) -> t
     return time.perf_counter() - start, latencies
 
 
-def start_server(log: Path, workers: int, samples_per_step: int) -> tuple[subprocess.Popen, str]:
+def start_server(log: Path, workers: int, samples_per_step: int, http: str = "h11") -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, str(SERVER), "--port", "0", "--rollout_log", str(log), "--workers", str(workers),
-           "--samples_per_step", str(samples_per_step)]  # fmt: skip
+           "--samples_per_step", str(samples_per_step), "--http", http]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     m = re.search(r"(http://127\.0\.0\.1:\d+)/get_reward", line)
@@ -215,6 +216,43 @@ async def bench(args, pool, url, server_pid: int) -> list[dict]:
     return rows
 
 
+def compare_http(args) -> int:
+    """The server's default parser (h11) against httptools, in the same run, alternating (httptools, h11) twice so
+    that the machine's drift falls on both: saturated throughput and server CPU per request through OpenRLHF's
+    client, and the HTTP floor (no grading). Each server writes its own log, checked at one line per request."""
+    print("| parser | round | phase | requests | req/s | p50 ms | p99 ms | server CPU ms/req |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows, ok = {"h11": [], "httptools": []}, True
+    requests = make_requests(args.requests, seed=1)
+    for round_ in (1, 2):
+        for http in ("httptools", "h11"):
+            with tempfile.TemporaryDirectory() as tmp:
+                log = Path(tmp) / "rollouts.jsonl"
+                proc, url = start_server(log, args.workers, 8192, http)
+                try:
+                    asyncio.run(wait_healthy(url))
+                    print(f"| {http} | {round_} ", end="")
+                    sat = asyncio.run(measure("saturated", openrlhf_call(url), requests, args, None, proc.pid))
+                    print(f"| {http} | {round_} ", end="")
+                    floor = asyncio.run(measure(f"HTTP floor, {args.rate:g}/s", empty_call(url),
+                                                requests[: args.paced_requests], args, args.rate, proc.pid))  # fmt: skip
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(60)
+                ok &= len(log.read_text().splitlines()) == args.requests
+            rows[http].append((sat, floor))
+
+    def mean(http, i, key):
+        return statistics.fmean(r[i][key] for r in rows[http])
+
+    print(f"\nh11 / httptools, saturated req/s: {mean('h11', 0, 'req_per_s') / mean('httptools', 0, 'req_per_s'):.3f}; "
+          f"server CPU ms/req: {mean('h11', 0, 'server_cpu_ms_per_req') / mean('httptools', 0, 'server_cpu_ms_per_req'):.3f}; "
+          f"HTTP floor p50: {mean('h11', 1, 'p50_ms') / mean('httptools', 1, 'p50_ms'):.3f}; "
+          f"floor server CPU ms/req: {mean('h11', 1, 'server_cpu_ms_per_req') / mean('httptools', 1, 'server_cpu_ms_per_req'):.3f}")  # fmt: skip
+    print(json.dumps(rows))
+    return 0 if ok else 1
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=20_000, help="requests in each saturated phase")
@@ -222,7 +260,10 @@ def main(argv=None) -> int:
     p.add_argument("--rate", type=float, default=200.0, help="requests per second in the paced phases")
     p.add_argument("--clients", type=int, default=64)
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="grading processes, on each side")
+    p.add_argument("--compare_http", action="store_true", help="only compare the HTTP parsers (h11, httptools)")
     args = p.parse_args(argv)
+    if args.compare_http:
+        return compare_http(args)
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "rollouts.jsonl"
         proc, url = start_server(log, args.workers, samples_per_step=8192)

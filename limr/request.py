@@ -64,6 +64,8 @@ def make_sample(query: str, prompt: str | None, label: str, where: str = "") -> 
         raise PayloadError(422, f"{where}the label is JSON nested too deep to read") from None
     except DataError as e:  # an answer that is null, or an integer too long to read
         raise PayloadError(422, f"{where}{e}") from None
+    except ValueError as e:  # valid JSON Python will not read: an integer of more than 4,300 digits
+        raise PayloadError(422, f"{where}the label is JSON that cannot be read ({str(e)[:120]})") from None
     if decoded["split"] not in SPLITS:
         raise PayloadError(422, f"{where}the label's split must be one of {SPLITS}, got {decoded['split']!r}")
     pid = decoded["id"]

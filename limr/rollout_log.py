@@ -17,9 +17,10 @@ The writer appends a request's lines with one `write` to a file opened with O_AP
 a line the server has answered for is in the kernel's hands before the reply leaves: a `kill -9` loses no answered
 sample. A write that fails halfway (disk full) is cut back off, so the file only ever holds whole lines, and a
 request's lines are all there or none. On opening, a torn last line (the machine went down mid-write; a power loss
-can also leave NUL bytes) is moved to `<log>.torn` with a warning, and a whole last line that only lacks its
-newline gets one; the line count is where the step numbering resumes. A file that does not look like a rollout log
-is never appended to, and a file lock keeps a second writer out.
+can also leave NUL bytes, at the end or further up with later records after them) is moved to `<log>.torn` with a
+warning, every whole record kept, and a whole last line that only lacks its newline gets one; the line count is
+where the step numbering resumes. A file that does not look like a rollout log, or is not a regular file, is never
+appended to, and a file lock keeps a second writer out. Lines of any length are read in time linear in their size.
 
 The reader (count_samples) types each line with msgspec, a chunk at a time, and reads exactly what json.loads
 reads: a chunk msgspec refuses (or one that is not UTF-8, which msgspec checks only in the fields it keeps, or not
@@ -32,6 +33,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -104,28 +106,102 @@ def log_row(
     return row
 
 
-def _scan(path: Path) -> tuple[int, int, bytes, bytes]:
-    """(complete lines, bytes up to the last newline, the last complete line, the bytes after it)."""
-    lines, last_line, carry = 0, b"", b""
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            lines += chunk.count(b"\n")
-            buf = carry + chunk  # carry starts right after a newline (or at the file's start)
-            end = buf.rfind(b"\n")
-            if end < 0:
-                carry = buf
-                continue
-            last_line, carry = buf[buf.rfind(b"\n", 0, end) + 1 : end], buf[end + 1 :]
-    return lines, os.path.getsize(path) - len(carry), last_line, carry
+def _scan(f) -> tuple[int, int, bytes, bytes, tuple[int, int] | None]:
+    """(complete lines, bytes up to the last newline, the last complete line, the bytes after it, and where the first
+    line holding a NUL byte starts: (byte offset, complete lines before it), or None). Linear in the file's size
+    however long its lines: the bytes since the last newline are kept as a list of chunks and joined once."""
+    lines, offset, line_start, last_line, pending, damaged = 0, 0, 0, b"", [], None
+    while chunk := f.read(CHUNK):
+        if damaged is None and (nul := chunk.find(b"\0")) >= 0:
+            before = chunk.count(b"\n", 0, nul)
+            damaged = (offset + chunk.rfind(b"\n", 0, nul) + 1 if before else line_start, lines + before)
+        if (newlines := chunk.count(b"\n")) == 0:
+            pending.append(chunk)
+        else:
+            end = chunk.rfind(b"\n")
+            if newlines > 1:
+                last_line = chunk[chunk.rfind(b"\n", 0, end) + 1 : end]
+            else:
+                last_line = b"".join([*pending, chunk[:end]])
+            lines, pending, line_start = lines + newlines, [chunk[end + 1 :]], offset + end + 1
+        offset += len(chunk)
+    return lines, line_start, last_line, b"".join(pending), damaged
+
+
+def _line_before(f, offset: int) -> bytes:
+    """The line that ends with the newline just before `offset` (b"" at the file's start), read backwards."""
+    pieces, pos = [], offset - 1
+    while pos > 0:
+        start = max(0, pos - CHUNK)
+        f.seek(start)
+        block = f.read(pos - start)
+        cut = block.rfind(b"\n")
+        if cut >= 0:
+            pieces.append(block[cut + 1 :])
+            break
+        pieces.append(block)
+        pos = start
+    return b"".join(reversed(pieces))
 
 
 def _parse_record(line: bytes):
     try:
         obj = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, an integer over 4,300 digits, or nested too deep
         return None
     ok = isinstance(obj, dict) and isinstance(obj.get("step"), int) and isinstance(obj.get("id"), str)
     return obj if ok else None
+
+
+@dataclass
+class _Recovered:
+    """What a damaged end of a log becomes: the records kept and the bytes set aside."""
+
+    kept: list[bytes] = field(default_factory=list)
+    damage: list[bytes] = field(default_factory=list)
+
+
+def _recover(path: Path, region: bytes, first_line: int, known_record: bool) -> _Recovered:
+    """Sort the end of a log, from the first line with a NUL byte or from its unfinished last line, into whole records
+    (kept) and damage: a line cut short, or NUL bytes where a power loss lost the data (the file's size was updated,
+    its blocks never written), with anything of a lost line after them. A whole record after a NUL block is kept.
+    Damage must look like what this writer leaves (a line begun with '{', or NULs): anything else is not ours to cut."""
+    *whole, tail = region.split(b"\n")
+    out = _Recovered()
+    for n, line in enumerate([*whole, tail], first_line):
+        is_tail = n == first_line + len(whole)
+        if b"\0" not in line:
+            if _parse_record(line.strip()) is not None:
+                out.kept.append(line.strip())
+            elif is_tail and not line.strip():
+                pass  # stray whitespace after the last line
+            elif is_tail and line.startswith(b"{"):
+                out.damage.append(line)
+            elif is_tail:
+                raise DataError(f"{path}: ends in {len(line)} bytes that are not a rollout-log line; not appending")
+            else:
+                raise DataError(f"{path}:{n}: not a rollout-log record, after a NUL block; not appending")
+            continue
+        first, last = line.find(b"\0"), line.rfind(b"\0")
+        if line[:first].strip() and not line.startswith(b"{"):  # not a line this writer began: not ours to cut
+            raise DataError(f"{path}:{n}: {len(line)} bytes with NULs that are not a rollout-log line; not appending")
+        after = line[last + 1 :].strip()
+        if after and _parse_record(after) is not None:  # a whole record written after the NULs
+            out.kept.append(after)
+            out.damage.append(line[: last + 1])
+        else:
+            out.damage.append(line)
+    shown = b"".join(d.replace(b"\0", b"") for d in out.damage).strip()
+    if shown and not known_record and not out.kept:  # no line of it is a record: not a log this writer wrote
+        raise DataError(f"{path}: holds NUL bytes and no rollout-log record; not appending")
+    return out
+
+
+def _append_synced(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 class RolloutLog:
@@ -133,21 +209,82 @@ class RolloutLog:
 
     def __init__(self, path: str | os.PathLike, warn: Callable[[str], None] = warn_stderr):
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():  # a FIFO would block the open, /dev/null swallow the log
+            raise DataError(f"{self.path}: not a regular file; a rollout log must be one")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        # O_NONBLOCK: a FIFO swapped in since the check fails at once (no reader) instead of blocking
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
         try:
+            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+                raise DataError(f"{self.path}: not a regular file; a rollout log must be one")
+            os.set_blocking(self._fd, True)
             self._lock(warn)
-            self.lines, self.size, last_line, tail = _scan(self.path)
-            self.last_row = _parse_record(last_line) if self.lines else None
-            if self.lines and self.last_row is None:
-                raise DataError(f"{self.path}: the last line is not a rollout-log record; not appending to this file")
-            if tail.strip():
-                self._repair_tail(tail, warn)
-            elif tail:  # stray whitespace after the last line
-                os.ftruncate(self._fd, self.size)
+            if self._pending.exists():
+                self._finish_repair()
+            with open(self.path, "rb") as f:
+                self.lines, self.size, last_line, tail, damaged = _scan(f)
+                if damaged is None and not tail.strip():
+                    if tail:  # stray whitespace after the last line
+                        os.ftruncate(self._fd, self.size)
+                    self.last_row = self._check_last(last_line)
+                    return
+                start, lines_before = (self.size, self.lines) if damaged is None else damaged
+                before = last_line if damaged is None else _line_before(f, start)
+                f.seek(start)
+                region = f.read()
+            self.lines, self.size = lines_before, start
+            self.last_row = self._check_last(before) if lines_before else None
+            self._set_aside(_recover(self.path, region, lines_before + 1, self.last_row is not None), warn)
         except BaseException:
-            self.close()
+            os.close(self._fd)  # nothing was written that needs syncing (and a device file cannot be synced)
+            self._fd = -1
             raise
+
+    @property
+    def _pending(self) -> Path:
+        return self.path.with_name(self.path.name + ".kept")
+
+    def _finish_repair(self) -> None:
+        """A repair stopped after its copy of the records to keep: done if the log ends with them, else refused."""
+        kept = self._pending.read_bytes()
+        with open(self.path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - len(kept)))
+            if f.read() == kept:
+                self._pending.unlink()
+                return
+        raise DataError(f"{self.path}: a repair was cut short: {self._pending} holds whole records that belong after "
+                        f"its last line; append them (cat) and delete it")  # fmt: skip
+
+    def _check_last(self, line: bytes):
+        row = _parse_record(line) if self.lines else None
+        if self.lines and row is None:
+            raise DataError(f"{self.path}: the last line is not a rollout-log record; not appending to this file")
+        return row
+
+    def _set_aside(self, recovered: _Recovered, warn: Callable[[str], None]) -> None:
+        """Move the damage to <log>.torn (synced first), cut the log back to its last whole line before it, and
+        write the records kept after it back: every whole record stays, in order, once."""
+        torn = self.path.with_name(self.path.name + ".torn")
+        if recovered.damage:
+            _append_synced(torn, b"".join(d + b"\n" for d in recovered.damage))
+        kept = b"".join(line + b"\n" for line in recovered.kept)
+        if len(recovered.kept) > 1:  # whole records after a NUL block: a copy until they are back in the log
+            _append_synced(self._pending, kept)
+        os.ftruncate(self._fd, self.size)
+        if kept:
+            self.write_bytes(kept)
+            self.last_row = _parse_record(recovered.kept[-1])
+            os.fsync(self._fd)
+        self._pending.unlink(missing_ok=True)
+        if not recovered.damage:
+            return
+        lost = sum(map(len, recovered.damage))
+        nuls = sum(d.count(b"\0") for d in recovered.damage)
+        nuls = f", {nuls} of them NUL bytes, as a power loss leaves" if nuls else ""
+        what = "a torn last line" if len(recovered.damage) == 1 and not recovered.kept else "damaged lines"
+        kept = f"; kept the {len(recovered.kept)} whole records after it" if recovered.kept else ""
+        warn(f"{self.path}: skipped {what} ({lost} bytes{nuls}; cut off when the writer stopped){kept}; "
+             f"moved to {torn}")  # fmt: skip
 
     def _lock(self, warn: Callable[[str], None]) -> None:
         """One writer per log: a second server on the same file would interleave its own step numbering.
@@ -158,25 +295,6 @@ class RolloutLog:
             raise DataError(f"{self.path}: another process is writing this log (a second reward server?)") from None
         except OSError as e:
             warn(f"{self.path}: cannot lock it ({e.strerror}); make sure only one reward server writes it")
-
-    def _repair_tail(self, tail: bytes, warn: Callable[[str], None]) -> None:
-        record = _parse_record(tail.strip())
-        if record is not None:  # a whole record that lost only its newline
-            os.ftruncate(self._fd, self.size)
-            self.write_bytes(tail.strip() + b"\n")
-            self.last_row = record
-            return
-        # a power loss can leave the file's last blocks as NUL bytes (its size was updated, its data never written)
-        written = tail.rstrip(b"\0")
-        if written and not written.startswith(b"{"):  # not a line this writer began: not ours to cut
-            raise DataError(f"{self.path}: ends in {len(tail)} bytes that are not a rollout-log line; not appending")
-        torn = self.path.with_name(self.path.name + ".torn")
-        with open(torn, "ab") as f:
-            f.write(tail + b"\n")
-        os.ftruncate(self._fd, self.size)
-        nuls = f", {len(tail) - len(written)} of them NUL bytes, as a power loss leaves" if written != tail else ""
-        warn(f"{self.path}: skipped a torn last line ({len(tail)} bytes{nuls}; cut off when the writer stopped); "
-             f"moved to {torn}")  # fmt: skip
 
     def write_bytes(self, data: bytes) -> None:
         """Append whole lines; on any error the file is cut back to its last whole line and the error raised."""
@@ -239,7 +357,7 @@ def check_resume(
 
 
 class _SampleKey(msgspec.Struct):
-    step: int
+    step: Annotated[int, msgspec.Meta(le=(1 << 63) - 1)]  # a larger one is refused by _check_readable
     id: str
     response_sha1: str | None = None
 
@@ -253,7 +371,8 @@ def find_duplicates(path: str | os.PathLike) -> list[tuple[int, int]]:
         for lineno, line in enumerate(f, 1):
             try:
                 row = decode(line)
-            except msgspec.DecodeError:  # not a line of ours (the opening check has seen the last one)
+            except (msgspec.DecodeError, RecursionError):  # not a line of ours, or one no reader can count
+                _check_readable(path, lineno, line)
                 continue
             if row.response_sha1 is None:
                 continue
@@ -268,12 +387,26 @@ def find_duplicates(path: str | os.PathLike) -> list[tuple[int, int]]:
     return duplicates
 
 
+def _check_readable(path, lineno: int, line: bytes) -> None:
+    """A line the server would resume past must not stop lim_selection.py later with what no one can fix by then:
+    JSON json.loads reads, and a step (when it has one) that fits the reader's int64 columns."""
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):  # not JSON at all: the reader names it
+        return
+    except (ValueError, RecursionError) as e:
+        raise DataError(f"{path}:{lineno}: {_unreadable(e)}; not appending to this log") from None
+    step = obj.get("step") if isinstance(obj, dict) else None
+    if isinstance(step, int) and step >= 1 << 63:
+        raise DataError(f"{path}:{lineno}: 'step' must be a positive integer below 2**63, got {step}; not appending")
+
+
 # ---- The reader ---------------------------------------------------------------------------------------------------
 
 NEWLINE, OPEN, CLOSE = b"\n{}"
 FINITE = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]  # no NaN, no infinity
-INT64_MAX = 2**63 - 1  # steps and epochs become int64 columns (LogCounts.columns): a larger one is no step of a run
-POSITIVE = Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)]
+INT64 = (1 << 63) - 1  # steps and epochs are counted in int64 columns
+POSITIVE = Annotated[int, msgspec.Meta(ge=1, le=INT64)]
 
 
 class LogLine(msgspec.Struct, gc=False):  # gc=False: scalar fields only, so 1.4 M of them cost the collector nothing
@@ -304,15 +437,21 @@ class LogCounts:
 
 def count_samples(path: Path, warn: Callable[[str], None] = warn_stderr) -> LogCounts:
     """Count a rollout log's training samples, streaming (a paper-scale log is 1.4 M lines)."""
-    counts, lineno, carry = LogCounts(), 0, b""
+    counts, lineno, pending, carry = LogCounts(), 0, [], b""
     decode_lines = msgspec.json.Decoder(LogLine).decode_lines
     bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"reading {path.name}", disable=None)
     for chunk, is_last in _read_ahead(path, bar):
-        buf = carry + chunk
+        # the bytes since the last newline wait in `pending`, joined once a newline comes: a line of any length
+        # costs its size, not its size squared / CHUNK
         if is_last:  # the file's last line is read on its own below: a torn one is skipped, not fatal
-            buf = buf.rstrip()
-        end = buf.rfind(b"\n") + 1
-        lines, carry = buf[:end], buf[end:]
+            buf = b"".join([*pending, chunk]).rstrip()
+            end = buf.rfind(b"\n") + 1
+            lines, carry = buf[:end], buf[end:]
+        elif end := chunk.rfind(b"\n") + 1:
+            lines, pending = b"".join([*pending, chunk[:end]]), [chunk[end:]]
+        else:
+            pending.append(chunk)
+            continue
         data = np.frombuffer(lines, np.uint8)
         ends = np.flatnonzero(data == NEWLINE)
         try:
@@ -321,8 +460,8 @@ def count_samples(path: Path, warn: Callable[[str], None] = warn_stderr) -> LogC
             rows = decode_lines(lines)
             if len(rows) != len(ends):
                 raise ValueError
-        except (msgspec.DecodeError, ValueError, RecursionError):  # json.loads says what the line is (msgspec
-            _count_strictly(path, lines, lineno, counts)  # raises RecursionError past its own depth limit)
+        except (msgspec.DecodeError, ValueError, RecursionError):  # json.loads says what the line is
+            _count_strictly(path, lines, lineno, counts)
         else:
             train = [r for r in rows if r.split != "eval"]
             counts.eval_rows += len(rows) - len(train)
@@ -332,11 +471,11 @@ def count_samples(path: Path, warn: Callable[[str], None] = warn_stderr) -> LogC
     if carry:
         try:
             obj = json.loads(carry)
-        except RecursionError:
-            raise DataError(f"{path}:{lineno + 1}: JSON nested too deeply to read") from None
-        except ValueError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             warn(f"{path}:{lineno + 1}: skipping a torn last line (written when the run stopped?)")
             counts.torn_last_line = lineno + 1
+        except (ValueError, RecursionError) as e:  # whole, but unreadable: an integer over 4,300 digits, too deep
+            raise DataError(f"{path}:{lineno + 1}: {_unreadable(e)}") from None
         else:
             _count_object(counts, obj, f"{path}:{lineno + 1}")
     return counts
@@ -368,11 +507,15 @@ def _count_strictly(path: Path, lines: bytes, lineno: int, counts: LogCounts) ->
             continue
         try:
             obj = json.loads(line)
-        except ValueError as e:
-            raise DataError(f"{path}:{n}: not valid JSON ({e})") from None
-        except RecursionError:
-            raise DataError(f"{path}:{n}: JSON nested too deeply to read") from None
+        except (ValueError, RecursionError) as e:
+            raise DataError(f"{path}:{n}: {_unreadable(e)}") from None
         _count_object(counts, obj, f"{path}:{n}")
+
+
+def _unreadable(e: Exception) -> str:
+    if isinstance(e, RecursionError):
+        return "JSON nested too deeply to read"
+    return f"not valid JSON ({e})"
 
 
 def _count_object(counts: LogCounts, obj, where: str) -> None:
@@ -384,8 +527,9 @@ def _count_object(counts: LogCounts, obj, where: str) -> None:
         return
     step, epoch, pid = obj.get("step"), obj.get("epoch"), obj.get("id")
     if not _positive_int(step):
-        raise DataError(f"{where}: 'step' must be a positive integer below 2**63 (1-based training step), "
-                        f"got {step!r:.40}")  # fmt: skip
+        raise DataError(
+            f"{where}: 'step' must be a positive integer below 2**63 (1-based training step), got {step!r:.40}"
+        )
     if epoch is not None and not _positive_int(epoch):
         raise DataError(f"{where}: 'epoch' must be a positive integer below 2**63 (1-based pass over the prompts), "
                         f"got {epoch!r:.40}")  # fmt: skip
@@ -403,7 +547,8 @@ def _count_object(counts: LogCounts, obj, where: str) -> None:
 
 
 def _positive_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= INT64_MAX
+    """1 <= x < 2**63: steps and epochs are counted in int64 columns (and msgspec reads no larger int)."""
+    return isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= INT64
 
 
 def steps_per_epoch_of(

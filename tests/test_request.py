@@ -89,6 +89,11 @@ BAD_BODIES = [
         422,
         "labels[0]: the label is JSON nested",
     ),
+    (  # an integer of more than 4,300 digits in the label: Python's json will not read it
+        _payload(labels=['{"id": "a", "answer": 1' + "0" * 5000 + "}"]),
+        422,
+        "labels[0]: the label is JSON that cannot be read",
+    ),
     (
         _payload(query=["q"] * 1025, prompts=["p"] * 1025, labels=["5"] * 1025),
         413,

@@ -1009,3 +1009,310 @@ def test_a_nul_filled_tail_is_moved_aside(tmp_path, tail):
     assert [json.loads(x)["id"] for x in path.read_text().splitlines()][-2:] == ["p5", "next"]
     assert (tmp_path / "r.jsonl.torn").read_bytes() == tail + b"\n"
     assert len(warnings) == 1 and "NUL bytes" in warnings[0]
+
+
+# ---- Damage and hostile logs at start (issue 22, items 5, 6, 9, 11) -------------------------------------------------
+
+RECORD = b'{"step": 1, "id": "late", "reward": 1.0}'
+
+
+@pytest.mark.parametrize(
+    "damage, kept, moved",
+    [
+        (b"\0" * 4096 + RECORD + b"\n", ["p5", "late"], b"\0" * 4096),  # NULs, then a whole record
+        (b"\0" * 4096 + b"\n", ["p5"], b"\0" * 4096),  # NULs, then a newline
+        (
+            b'{"step": 2, "id": "p' + b"\0" * 4096 + RECORD + b"\n",
+            ["p5", "late"],
+            b'{"step": 2, "id": "p' + b"\0" * 4096,
+        ),
+        (b"\0" * 100 + b'"id": "q"}\n' + RECORD + b"\n", ["p5", "late"], b"\0" * 100 + b'"id": "q"}'),  # a lost start
+    ],
+)
+def test_a_nul_block_followed_by_data_is_set_aside(tmp_path, damage, kept, moved):
+    """What a power loss leaves mid-file (the blocks of a line or two never written, later ones were): every whole
+    record stays, in order, once; the damage goes to <log>.torn with one warning; appending goes on."""
+    path = tmp_path / "r.jsonl"
+    _write_lines(path, 6, 3, damage)
+    warnings = []
+    log = RolloutLog(path, warn=warnings.append)
+    assert log.lines == 5 + len(kept)
+    log.write(log_row(3, "next", G, 1))
+    log.close()
+    assert [json.loads(x)["id"] for x in path.read_text().splitlines()][5:] == [*kept, "next"]
+    assert (tmp_path / "r.jsonl.torn").read_bytes() == moved + b"\n"
+    assert len(warnings) == 1 and "NUL bytes" in warnings[0]
+    assert count_samples(path).samples.total() == 6 + len(kept)  # lim_selection.py reads the repaired log
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x7fELF\x02\x01\0\0\0\0garbage\n",  # a binary file: NULs, and no line is a record
+        b'{"step": 1, "id": "a", "reward": 1.0}\nnotes\0\0\0\n',  # a line with NULs that this writer never began
+        b'{"step": 1, "id": "a", "reward": 1.0}\n\0\0\nnotes\n',  # ... and a line after the NULs that is no record
+    ],
+)
+def test_nul_bytes_in_a_file_that_is_not_a_log_are_not_cut(tmp_path, content):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match="not appending"):
+        RolloutLog(path)
+    assert path.read_bytes() == content and not (tmp_path / "r.jsonl.torn").exists()
+
+
+class _CountingBytes(bytes):
+    """Chunks that count the bytes every `+` on them builds: joining a line's chunks pairwise is quadratic."""
+
+    copied = 0
+
+    def __add__(self, other):
+        _CountingBytes.copied += len(self) + len(other)
+        return bytes(self) + bytes(other)
+
+    def __radd__(self, other):  # bytes + _CountingBytes: Python asks the subclass first
+        _CountingBytes.copied += len(self) + len(other)
+        return bytes(other) + bytes(self)
+
+
+class _CountingFile:
+    def __init__(self, f):
+        self._f = f
+
+    def read(self, *args):
+        return _CountingBytes(self._f.read(*args))
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+def test_a_long_torn_last_line_is_read_in_linear_time(tmp_path, monkeypatch):
+    """A torn tail of 8 MiB without a newline, read 4 KiB at a time: the bytes copied while reading it stay within a
+    few times the file's size at server start and in the reader (chunk by chunk concatenation copies ~8 GiB)."""
+    import builtins
+
+    import limr.rollout_log as rl
+
+    path = tmp_path / "r.jsonl"
+    _write_lines(path, 6, 3, b'{"step": 3, "id": "p' + b"x" * (8 << 20))
+    size = path.stat().st_size
+    real_open = builtins.open
+    monkeypatch.setattr(rl, "CHUNK", 4096)
+    monkeypatch.setattr(rl, "open", lambda *a, **k: _CountingFile(real_open(*a, **k)), raising=False)
+    _CountingBytes.copied = 0
+    counts = count_samples(path, warn=lambda _: None)
+    assert counts.torn_last_line == 7 and counts.samples.total() == 6
+    assert _CountingBytes.copied <= 4 * size
+    log = RolloutLog(path, warn=lambda _: None)
+    log.close()
+    assert log.lines == 6 and _CountingBytes.copied <= 8 * size
+    assert (tmp_path / "r.jsonl.torn").stat().st_size == size - path.stat().st_size + 1  # the tail and a newline
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (
+            b'{"step": 100000000000000000000, "id": "a", "reward": 1.0}',
+            "'step' must be a positive integer below 2**63",
+        ),
+        (b'{"step": 1, "id": "a", "reward": 1.0, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    ],
+)
+@pytest.mark.parametrize("last", [False, True])
+def test_a_log_line_no_reader_can_count_stops_the_server_with_one_line(tmp_path, line, message, last):
+    """Anywhere in the log: the server refuses to start (exit 2, one error line naming the line) and the reader
+    raises DataError (lim_selection.py prints it as one line), instead of an OverflowError or RecursionError."""
+    path = tmp_path / "r.jsonl"
+    _write_lines(path, 2, 4)
+    rest = b"" if last else b'{"step": 1, "id": "z", "reward": 1.0}\n'
+    path.write_bytes(path.read_bytes() + line + b"\n" + rest)
+    before = path.read_bytes()
+    with pytest.raises(DataError, match=re.escape(message)):
+        count_samples(path)
+    cmd = [sys.executable, str(SERVER), "--port", "0", "--rollout_log", str(path), "--samples_per_step", "4"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.splitlines()[-1].startswith(f"error: {path}") and len(out.stderr.splitlines()) == 1
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_log_that_is_not_a_regular_file_is_refused(tmp_path, kind):
+    """A FIFO used to block the server at open (the subprocess's timeout is the hang guard); /dev/null gave
+    /dev/null.eval.jsonl and an fsync traceback."""
+    if kind == "fifo":
+        log = tmp_path / "r.jsonl"
+        os.mkfifo(log)
+    else:
+        log = Path(os.devnull)
+        with pytest.raises(DataError, match="not a regular file"):
+            RolloutLog(log)
+    cmd = [sys.executable, str(SERVER), "--port", "0", "--rollout_log", str(log), "--samples_per_step", "4"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr == f"error: {log}: not a regular file; a rollout log must be one\n"
+    assert not Path(str(log).removesuffix(".jsonl") + ".eval.jsonl").exists()
+
+
+# ---- Pipelining, trailers and the memory all connections hold (issue 22, items 3 and 4) -----------------------------
+
+
+def _post_bytes(body: bytes, extra: str = "") -> bytes:
+    head = f"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (head + extra + "\r\n").encode() + body
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection; a reset (it closed with our data unread) ends it
+    too (60 s hang guard)."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_a_pipelined_request_whose_client_left_is_not_logged(tmp_path, together):
+    """Two requests on one connection (in one packet, or the second while the first is graded), then the client
+    leaves and sends both again: each is logged once (httptools logged the first twice: A, A, B)."""
+    log = tmp_path / "rollouts.jsonl"
+    first, second = (_post_bytes(_payload(labels=[encode_label(pid, "5")])) for pid in ("A", "B"))
+    with ServerProcess(log, "--workers", "1", "--hard_limit", "600") as server:
+        with Paused(server):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+            sock.sendall(first + second if together else first)
+            wait_for_stat(server, "grading", 1)
+            if not together:
+                sock.sendall(second)
+            sock.close()
+            wait_for_stat(server, "client_gone", 1)
+        for pid in ("A", "B"):
+            assert request(server.port, "POST", "/get_reward", _payload(labels=[encode_label(pid, "5")]))[0] == 200
+    assert [r["id"] for r in read_log(log)] == ["A", "B"]
+
+
+def test_a_pipelined_request_gets_the_header_cap_and_deadline(tmp_path):
+    """While a request is graded, what the connection sends ahead is held to 64 KiB (httptools parsed 160 MiB of
+    headers meanwhile); the next request's headers then get the same deadline as a first request's."""
+    log = tmp_path / "rollouts.jsonl"
+    with ServerProcess(log, "--workers", "1", "--hard_limit", "600", "--header_timeout", "2") as server:
+        with Paused(server):
+            big = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+            big.sendall(_post_bytes(_payload(labels=[encode_label("big", "5")])))
+            wait_for_stat(server, "grading", 1)
+            try:
+                big.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20))
+            except OSError:  # the server closes before all of it is sent
+                pass
+            assert read_until_closed(big) == b""  # closed unanswered: the client sends it again
+            big.close()
+            wait_for_stat(server, "client_gone", 1)
+            slow = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+            slow.sendall(_post_bytes(_payload(labels=[encode_label("slow", "5")])))
+            wait_for_stat(server, "grading", 1)
+            slow.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and never more
+        reply = read_until_closed(slow)  # the answer, then the close at the next request's header deadline
+        slow.close()
+        assert reply.startswith(b"HTTP/1.1 200 ") and reply.count(b"HTTP/1.1") == 1
+        stats = request(server.port, "GET", "/stats")[1]
+    assert (stats["connections_pipelined_too_large"], stats["connections_header_timeouts"]) == (1, 1)
+    assert [r["id"] for r in read_log(log)] == ["slow"]
+
+
+def test_a_chunked_trailer_is_capped(tmp_path):
+    """A 2 MiB trailer after a chunked body (httptools answered a 64 MiB one with 200): refused, nothing logged."""
+    log = tmp_path / "rollouts.jsonl"
+    body = _payload()
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\nX-Trailer: " + b"a" * (2 << 20) + b"\r\n\r\n"
+    head = (
+        b"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    with ServerProcess(log) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+        try:
+            sock.sendall(head + chunked)
+        except OSError:  # refused before all of it is sent
+            pass
+        reply = read_until_closed(sock)
+        sock.close()
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 400 ")
+        assert request(server.port, "POST", "/get_reward", _payload())[0] == 200  # and the server goes on
+    assert len(read_log(log)) == 1
+
+
+def test_bodies_held_by_all_connections_are_bounded_and_released(tmp_path):
+    """Two slow bodies of 400 KB fill a 1 MB budget; a third gets 503 before it holds more; once they close their
+    bytes are given back and a request is served."""
+    log = tmp_path / "rollouts.jsonl"
+    with ServerProcess(log, "--max_buffered_bytes", "1000000", "--max_request_bytes", "600000") as server:
+        slow = []
+        for n in (1, 2):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+            sock.sendall(_post_bytes(b" " * 500_000)[:-100_000])  # 400,000 bytes of a 500,000-byte body
+            wait_for_stat(server, "body_bytes_held", 400_000 * n)
+            slow.append(sock)
+        third = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+        try:
+            third.sendall(_post_bytes(b" " * 500_000))
+        except OSError:  # refused before all of it is sent
+            pass
+        reply = read_until_closed(third)
+        third.close()
+        assert reply.startswith(b"HTTP/1.1 503 ") and b"--max_buffered_bytes" in reply
+        for sock in slow:
+            sock.close()
+        wait_for_stat(server, "body_bytes_held", 0)
+        assert request(server.port, "POST", "/get_reward", _payload())[0] == 200
+        assert request(server.port, "GET", "/stats")[1]["body_bytes_held"] == 0
+    assert len(read_log(log)) == 1
+
+
+def _rss_mb(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads a process's memory from /proc")
+def test_the_memory_of_bodies_whose_clients_left_is_given_back(tmp_path):
+    """32 clients each send all but a byte of a 4 MiB body, then leave: the server's memory comes back to within
+    64 MB of where it was (it stayed ~130 MB up: the bodies were kept in reference cycles, then in glibc's heap)."""
+    size, clients = 4 << 20, 32
+    with ServerProcess(tmp_path / "r.jsonl") as server:
+        before = _rss_mb(server.proc.pid)
+        socks = []
+        for _ in range(clients):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+            sock.sendall(_post_bytes(b" " * size)[:-1])
+            socks.append(sock)
+        wait_for_stat(server, "body_bytes_held", clients * (size - 1))
+        assert _rss_mb(server.proc.pid) > before + clients * size / 2**20  # they were held
+        for sock in socks:
+            sock.close()
+        wait_for_stat(server, "body_bytes_held", 0)
+        after = _rss_mb(server.proc.pid)
+    assert after < before + 64, (before, after)
+
+
+def test_a_repair_cut_short_loses_no_record(tmp_path):
+    """Records kept after a NUL block are copied to <log>.kept before the log is cut back: a crash in between leaves
+    them there; the next start finishes the repair if the log already ends with them, and refuses otherwise."""
+    path, kept = tmp_path / "r.jsonl", tmp_path / "r.jsonl.kept"
+    _write_lines(path, 3, 3, b"\0" * 64 + b"\n" + RECORD + b"\n" + RECORD + b"\n")
+    RolloutLog(path, warn=lambda _: None).close()
+    assert not kept.exists() and len(path.read_text().splitlines()) == 5
+    kept.write_bytes(RECORD + b"\n" + RECORD + b"\n")  # the crash came after the log was written back: done
+    RolloutLog(path).close()
+    assert not kept.exists() and len(path.read_text().splitlines()) == 5
+    _write_lines(path, 3, 3)  # ... before: the records are only in the copy
+    kept.write_bytes(RECORD + b"\n" + RECORD + b"\n")
+    with pytest.raises(DataError, match="a repair was cut short"):
+        RolloutLog(path)
+    assert kept.exists() and len(path.read_text().splitlines()) == 3

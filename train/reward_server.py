@@ -25,8 +25,8 @@ A request's lines are written all or none, and not at all when its client has cl
 Also: GET /health (200 once the grading pool is up, 503 while it cannot grade), GET /stats, a bearer token for
 `--host 0.0.0.0` (OpenRLHF cannot send headers, so it also passes in the URL: .../get_reward?token=TOKEN or
 http://limr:TOKEN@host:port/...), limits on what one client can hold (connections, header size and time, body size
-and time, samples per request: train/README.md), 4xx with a message for bad input, and a clean stop on SIGTERM /
-SIGINT with the logs flushed.
+and time, bodies held by all connections together, samples per request, pipelining: train/README.md), 4xx with a
+message for bad input, and a clean stop on SIGTERM / SIGINT with the logs flushed.
 """
 
 import argparse
@@ -34,7 +34,6 @@ import asyncio
 import base64
 import binascii
 import hmac
-import importlib.util
 import json
 import os
 import resource
@@ -63,8 +62,12 @@ RATE_WINDOW_S = 60  # samples per second is measured over the last minute
 # more samples in one request get 413, before any is parsed further: OpenRLHF sends one, mini/'s TRL loop up to 512
 MAX_SAMPLES_PER_REQUEST = 1024
 MAX_REQUEST_BYTES = 4 << 20  # one OpenRLHF sample is ~20 KB (4,096 tokens)
+# request bodies held by all connections together, from their first byte until the request is answered; past it 503
+MAX_BUFFERED_BYTES = 256 << 20  # 64 bodies of the largest size, 13,000 OpenRLHF samples
 MAX_CONNECTIONS = 4096  # open connections; the next ones get 503 at once (the open-file limit is raised to fit)
-MAX_HEADER_BYTES = 64 << 10  # request line and headers; more gets 431 (OpenRLHF sends ~200 bytes)
+# request line and headers, more gets 431 (OpenRLHF sends ~200 bytes); also what a connection may send ahead
+# (pipelining) while its request is answered, more closes it
+MAX_HEADER_BYTES = 64 << 10
 HEADER_TIMEOUT_S = 10.0  # a connection must send its request line and headers within this, or it is closed
 BODY_TIMEOUT_S = 60.0  # a body must arrive within this, or 408
 KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this (uvicorn's timeout_keep_alive)
@@ -233,6 +236,42 @@ def resume_selection(train_log: RolloutLog, samples_per_step: int, samples_per_e
 
 
 @dataclass
+class BodyBudget:
+    """The bytes of request bodies all connections hold together (--max_buffered_bytes): each connection may hold
+    a body up to --max_request_bytes, and 4,096 of them would be 16 GiB. A request holds its body's bytes from the
+    moment they arrive until it is answered (its samples are about as large)."""
+
+    limit: int = MAX_BUFFERED_BYTES
+    held: int = 0
+    trim_after: int = 64 << 20  # bytes released since the last malloc_trim
+    released: int = 0
+
+    def take(self, n: int) -> None:
+        if self.held + n > self.limit:
+            raise PayloadError(503, f"server busy: {self.held} bytes of request bodies held, at most {self.limit} "
+                                    "(--max_buffered_bytes); retry")  # fmt: skip
+        self.held += n
+
+    def give(self, n: int) -> None:
+        self.held -= n
+        self.released += n
+        if self.held == 0 and self.released >= self.trim_after:  # all bodies gone: hand their memory back
+            self.released = 0
+            _malloc_trim()
+
+
+def _malloc_trim() -> None:
+    """glibc keeps freed blocks of a few MiB in its heap instead of returning them to the system (its mmap threshold
+    grows to the largest block freed), so a burst of large bodies would keep the server's memory high for good."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+@dataclass
 class Limits:
     """What one client can hold; the connection counters are kept by GuardedHTTP, shown in /stats."""
 
@@ -242,29 +281,65 @@ class Limits:
     max_header_bytes: int = MAX_HEADER_BYTES
     header_timeout_s: float = HEADER_TIMEOUT_S
     body_timeout_s: float = BODY_TIMEOUT_S
-    counts: dict = field(default_factory=lambda: dict.fromkeys(("busy", "header_timeouts", "headers_too_large"), 0))
+    bodies: BodyBudget = field(default_factory=BodyBudget)
+    counts: dict = field(
+        default_factory=lambda: dict.fromkeys(
+            ("busy", "header_timeouts", "headers_too_large", "pipelined_too_large"), 0
+        )
+    )
 
 
-async def read_body(request, limit: int) -> bytes:
-    """The request body, refusing more than `limit` bytes (declared or streamed) with 413."""
+class HeldBody:
+    """One request's share of the BodyBudget, given back when the request is done (`with`)."""
+
+    def __init__(self, budget: BodyBudget):
+        self.budget, self.bytes = budget, 0
+
+    def take(self, n: int) -> None:
+        self.budget.take(n)
+        self.bytes += n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.budget.give(self.bytes)
+        self.bytes = 0
+
+
+async def read_body(request, limit: int, held: HeldBody) -> bytes:
+    """The request body, refusing more than `limit` bytes (declared or streamed) with 413, and with 503 what the
+    server as a whole cannot hold (held takes each chunk's bytes as it arrives)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadError(413, f"request body of {declared} bytes is over the limit of {limit} (--max_request_bytes)")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadError(413, f"request body is over the limit of {limit} bytes (--max_request_bytes)")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadError(413, f"request body is over the limit of {limit} bytes (--max_request_bytes)")
+            held.take(len(chunk))
+            chunks.append(chunk)
+    except BaseException:
+        # the error's traceback keeps this frame, in a reference cycle through asyncio.wait_for's task, until the
+        # garbage collector runs: without this, the bodies of clients that left stayed in memory (350 MB after
+        # 100 connections of 4 MiB had closed)
+        chunks.clear()
+        raise
     return b"".join(chunks)
 
 
-async def read_samples(request, limits: Limits) -> list[Sample]:
+async def read_samples(request, limits: Limits, held: HeldBody) -> list[Sample]:
     """The request's samples; a body slower than the limit gets 408, a large one is parsed off the event loop."""
+    from starlette.requests import ClientDisconnect
+
     try:
-        body = await asyncio.wait_for(read_body(request, limits.max_request_bytes), limits.body_timeout_s)
+        body = await asyncio.wait_for(read_body(request, limits.max_request_bytes, held), limits.body_timeout_s)
     except asyncio.TimeoutError:
         raise PayloadError(408, f"the request body did not arrive within {limits.body_timeout_s:g} s") from None
+    except ClientDisconnect:  # the client left mid-body, or the parser refused the rest (h11: a trailer too large)
+        raise PayloadError(400, "the client closed the connection before its body was complete") from None
     if len(body) > PARSE_IN_THREAD_BYTES:
         return await asyncio.to_thread(parse_payload, body, limits.max_samples)
     return parse_payload(body, limits.max_samples)
@@ -324,8 +399,12 @@ def create_app(pool: GradingPool, recorder: Recorder, token: str | None, limits:
             return refuse(
                 401, "missing or wrong token (Authorization: Bearer TOKEN, or ?token=TOKEN)", "rejected", True
             )
+        with HeldBody(limits.bodies) as held:  # the body's bytes count until the request is answered
+            return await answer(request, held)
+
+    async def answer(request: Request, held: HeldBody):
         try:
-            samples = await read_samples(request, limits)
+            samples = await read_samples(request, limits, held)
         except PayloadError as e:
             return refuse(e.status, str(e), "rejected", close=True)
         recorder.grading += 1  # in the same turn of the event loop as the samples reach the pool's queue
@@ -358,7 +437,8 @@ def create_app(pool: GradingPool, recorder: Recorder, token: str | None, limits:
     async def stats(request: Request):
         if not allowed(request):
             return JSONResponse({"error": "missing or wrong token"}, status_code=401, headers={"connection": "close"})
-        return {**recorder.stats(pool.timeouts), **{f"connections_{k}": v for k, v in limits.counts.items()}}
+        return {**recorder.stats(pool.timeouts), **{f"connections_{k}": v for k, v in limits.counts.items()},
+                "body_bytes_held": limits.bodies.held}  # fmt: skip
 
     return app
 
@@ -375,7 +455,13 @@ def guarded_protocol(kind: str, limits: Limits):
     it closes kept-alive connections after timeout_keep_alive, but arms no timer before a connection's first
     request nor while headers trickle in, caps headers only with h11 (h11_max_incomplete_event_size), and its
     limit_concurrency counts idle connections too and answers a bare 503. This adds a header deadline, a header
-    size cap for both, and a connection cap answered with a JSON 503 before any parsing: each costs microseconds."""
+    size cap for both, and a connection cap answered with a JSON 503 before any parsing: each costs microseconds.
+
+    Pipelining: both parsers tell only a connection's newest request that its client left (connection_lost), and
+    httptools parses what is sent ahead while a request is answered (its headers escaped the cap and deadline).
+    Here the bytes sent ahead are held unparsed (at most the header cap, or the connection is closed) until the
+    answer is out, and a lost connection marks every request of it not yet answered, so none of them is logged.
+    Chunked trailers are capped by h11 only (h11_max_incomplete_event_size): h11 is the default."""
     if kind == "h11":
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base
     else:
@@ -385,6 +471,7 @@ def guarded_protocol(kind: str, limits: Limits):
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
             self._header_bytes, self._deadline, self._refused = 0, None, False
+            self._cycles, self._held = [], bytearray()  # requests not yet answered; bytes sent ahead meanwhile
             if len(self.connections) > limits.max_connections:
                 limits.counts["busy"] += 1
                 message = f"server busy: {limits.max_connections} connections open (--max_connections); retry"
@@ -414,14 +501,33 @@ def guarded_protocol(kind: str, limits: Limits):
                 limits.counts["header_timeouts"] += 1
                 self.transport.close()
 
+        def _answering(self) -> bool:
+            """Is a request whole and waiting for its answer? Both parsers start the next request only after it."""
+            self._cycles = [c for c in self._cycles if not c.response_complete]
+            return any(not c.more_body for c in self._cycles)
+
+        def _track(self) -> None:
+            if self.cycle is not None and self.cycle not in self._cycles:
+                self._cycles.append(self.cycle)
+
         def data_received(self, data: bytes) -> None:
             if self._refused:  # dropped unparsed; a client that keeps sending after its answer is cut off
                 self._dropped += len(data)
                 if self._dropped > DROP_BYTES:
                     self.transport.close()
                 return
+            if self._answering():
+                # Pipelined: held unparsed until the answer is out, and reading goes on, so that the client's leaving
+                # is seen (uvicorn tells only its newest request, and h11 stops reading). Past the header cap the
+                # connection is closed: no client waits for an answer while sending that much ahead.
+                self._held += data
+                if len(self._held) > limits.max_header_bytes and not self.transport.is_closing():
+                    limits.counts["pipelined_too_large"] += 1
+                    self.transport.close()
+                return
             cycle = self.cycle
             super().data_received(data)
+            self._track()
             if self.cycle is not cycle:  # a request's headers are complete
                 self._header_bytes = 0
                 if self._deadline is not None:
@@ -436,14 +542,28 @@ def guarded_protocol(kind: str, limits: Limits):
                     )
 
         def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing() and self._deadline is None and not self._refused:
+            cycle = self.cycle
+            super().on_response_complete()  # h11 parses the next request here, if it already has it
+            self._track()
+            if self.transport.is_closing() or self._refused:
+                return
+            if self.cycle is cycle and self._deadline is None:
                 self._await_headers()  # the next request's headers: same deadline as the first's
+            if self._held and not self._answering():
+                held, self._held = bytes(self._held), bytearray()
+                self.data_received(held)
 
         def connection_lost(self, exc) -> None:
             if getattr(self, "_deadline", None) is not None:
                 self._deadline.cancel()
             super().connection_lost(exc)
+            # uvicorn tells only the newest request that its client left: tell every request not yet answered, so
+            # that none of them is logged (the client sends them again)
+            queued = [c for c, _ in getattr(self, "pipeline", ())]  # httptools: requests parsed ahead, not started
+            for c in getattr(self, "_cycles", []) + queued:
+                if not c.response_complete:
+                    c.disconnected = True
+                    c.message_event.set()
 
     return GuardedHTTP
 
@@ -477,14 +597,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--token", default=os.environ.get("LIMR_REWARD_TOKEN"),
                    help="require this bearer token (default: $LIMR_REWARD_TOKEN)")  # fmt: skip
     p.add_argument("--max_request_bytes", type=int_in(1), default=MAX_REQUEST_BYTES, help="larger requests get 413")
+    p.add_argument("--max_buffered_bytes", type=int_in(1), default=MAX_BUFFERED_BYTES,
+                   help="request bodies all connections hold together; past it 503")  # fmt: skip
     p.add_argument("--max_samples_per_request", type=int_in(1), default=MAX_SAMPLES_PER_REQUEST,
                    help="more get 413 (OpenRLHF sends one, the miniature's TRL loop up to 512)")  # fmt: skip
     p.add_argument("--max_connections", type=int_in(1), default=MAX_CONNECTIONS,
                    help="open connections; more get 503 (lowered to fit the open-file limit)")  # fmt: skip
     p.add_argument("--header_timeout", type=float_in(0, 30, low_open=True), default=HEADER_TIMEOUT_S,
                    help="seconds a connection has to send its request line and headers before it is closed")  # fmt: skip
-    p.add_argument("--http", choices=("httptools", "h11"), default=_default_http(),
-                   help="uvicorn's HTTP parser (default: httptools when installed)")  # fmt: skip
+    p.add_argument("--http", choices=("h11", "httptools"), default="h11",
+                   help="uvicorn's HTTP parser; httptools is faster but caps no chunked trailer (train/README.md)")  # fmt: skip
     args = p.parse_args(argv)
     if args.eval_log is None:
         log = Path(args.rollout_log)
@@ -494,10 +616,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.selection_size and not args.samples_per_epoch:
         p.error("--selection_size needs --samples_per_epoch: the stopping rule runs at the end of each pass")
     return args
-
-
-def _default_http() -> str:
-    return "httptools" if importlib.util.find_spec("httptools") else "h11"
 
 
 def open_logs(args) -> tuple[RolloutLog, RolloutLog]:
@@ -537,7 +655,7 @@ def fit_open_files(max_connections: int, workers: int) -> int:
     return fit
 
 
-def serve(app, sock: socket.socket, http: str = "httptools", limits: Limits | None = None) -> None:
+def serve(app, sock: socket.socket, http: str = "h11", limits: Limits | None = None) -> None:
     """Run uvicorn until SIGTERM / SIGINT; it then stops accepting and lets in-flight requests finish."""
     import uvicorn
 
@@ -583,9 +701,8 @@ def main(argv=None) -> int:
         return 2
     workers = args.workers or usable_cores()
     connections = fit_open_files(args.max_connections, workers)
-    limits = Limits(
-        args.max_request_bytes, args.max_samples_per_request, connections, header_timeout_s=args.header_timeout
-    )
+    limits = Limits(args.max_request_bytes, args.max_samples_per_request, connections,
+                    header_timeout_s=args.header_timeout, bodies=BodyBudget(args.max_buffered_bytes))  # fmt: skip
     # batch=1: each worker takes one response at a time, round-robin over the requests waiting (no head-of-line)
     pool = GradingPool(
         workers=workers, hard_limit_s=args.hard_limit, mode=args.grader, batch=1, memory_limit_mb=memory_mb
