@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import limr.rollout_log
+import limr.step_files
 from limr.dataset import ids_by_text
 from limr.jsonio import is_number
 
@@ -530,7 +531,7 @@ def test_generated_step_files_are_what_json_dump_writes(tmp_path):
 def test_step_reader_matches_json_load_on_a_generated_run(tiny, monkeypatch):
     expected = reference_step_accuracy(tiny / "steps", tiny / "prompts.json", 2, 3)
     assert expected == reference_accuracy(tiny / "rollouts.jsonl", 2, 3)  # the generator's two formats agree
-    monkeypatch.setattr(lim, "_strict_step_samples", lambda *a: pytest.fail("not read by msgspec"))
+    monkeypatch.setattr(limr.step_files, "_strict_step_samples", lambda *a: pytest.fail("not read by msgspec"))
     assert read_steps(tiny / "steps", tiny / "prompts.json") == expected
 
 
@@ -743,7 +744,7 @@ BAD_INPUTS = [
     (
         ["--train_samples_path", "{d}/steps", "--original_prompts_path", "{d}/p.json"],
         {"steps/x.txt": "", "p.json": "[]"},
-        "no step_{k}.json files",
+        "no step_{k}.json or {k}.jsonl files",
     ),  # fmt: skip
     (
         ["--train_samples_path", "{d}/steps", "--original_prompts_path", "{d}/p.json", "--max_epochs", "2"],
