@@ -116,7 +116,7 @@ def scan_verl_dumps(folder: Path, prompts: list[dict], steps_per_epoch: int, num
                 why = OTHER_ANSWER
             if why is not None:
                 unjoined[why] += n
-                example.setdefault(why, f"{path.name}: {(text or pid)[:80]!r}")
+                example.setdefault(why, f"{path.name}: {(text or pid)[-120:]!r}")
                 continue
             tally = per_prompt.setdefault(pid, [0, 0])
             tally[0] += n * (score == 1)
@@ -129,12 +129,12 @@ def scan_verl_dumps(folder: Path, prompts: list[dict], steps_per_epoch: int, num
             groups += total > 1
             agreeing += total > 1 and correct in (0, total)
     for why, n in unjoined.items():
-        warn(f"warning: {folder}: {n} lines left out: {why} (first: {example[why]})")
+        warn(f"{folder}: {n} lines left out: {why} (first: {example[why]})")
     if not pids:
         raise DataError(f"{folder}: no line joins a prompt of the prompt file ({dict(unjoined) or 'no lines'})")
     if groups and not agreeing:
         warn(
-            f"warning: {folder}: in every step, every prompt's samples disagree (some right, some wrong): a log "
+            f"{folder}: in every step, every prompt's samples disagree (some right, some wrong): a log "
             "written after filtering (DAPO's dynamic sampling drops the groups whose samples all agree), which "
             "biases each epoch's accuracy"
         )
