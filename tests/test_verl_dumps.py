@@ -253,7 +253,7 @@ def verl_batches(parts, items, samples):
     for step, pid, reward in samples:
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": by_id[pid]["prompt"]}]
         prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-        response = tok("the answer is " + by_id[pid]["answer"])["input_ids"] + [tok.eos_token_id]
+        response = tok("the answer is there")["input_ids"] + [tok.eos_token_id]  # one length: reward on the last
         steps.setdefault(step, []).append((torch.tensor(prompt), torch.tensor(response), reward, pid))
     return steps
 
@@ -355,7 +355,8 @@ def test_write_dump_is_what_verl_writes(tmp_path, verl_parts):
     rows = [{"input": 'a "q" é\n', "output": "r\\", "gts": "1", "score": -0.5, "acc": False, "prompt_id": "p0"},
             {"input": "b", "output": "", "gts": None, "score": 1.0, "acc": True, "prompt_id": "p1"}]  # fmt: skip
     write_dump(tmp_path / "ours", 7, rows)
-    columns = {k: [r[k] for r in rows] for k in ("input", "output", "gts", "score")}
+    columns = {arg: [r[k] for r in rows] for arg, k in (("inputs", "input"), ("outputs", "output"), ("gts", "gts"),
+                                                         ("scores", "score"))}  # fmt: skip
     extra = {k: [r[k] for r in rows] for k in ("acc", "prompt_id")}
     for loop in ("legacy", "v1"):
         verl_parts[loop]._write_generations(**columns, reward_extra_infos_dict=extra, dump_path=str(tmp_path / loop),
