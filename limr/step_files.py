@@ -24,7 +24,6 @@ from limr.rollout_log import FINITE, EpochTally
 # defstruct, not a class body: string annotations would not resolve for a module run under runpy
 StepSample = msgspec.defstruct("StepSample", [("prompt", str), ("reward", FINITE)], gc=False)
 PROMPT_REWARD = attrgetter("prompt", "reward")
-HIGH_BITS = np.uint64(0x8080808080808080)  # a byte >= 0x80 in any of a word's eight: not ASCII
 
 
 def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epochs: int) -> History:
@@ -59,20 +58,12 @@ def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epoch
     return History("step files", tally, None, int(n.sum()), 0, steps_per_epoch)
 
 
-def is_ascii(data) -> bool:
-    """No byte >= 0x80 (json.dump's default output), eight bytes at a time over the mapped pages."""
-    words = len(data) // 8
-    head = np.frombuffer(data, np.uint64, words)
-    tail = np.frombuffer(data, np.uint8, len(data) - words * 8, words * 8)
-    return not (np.bitwise_or.reduce(head, initial=0) & HIGH_BITS) and not (tail >= 0x80).any()
-
-
 def _step_samples(path: Path, decode) -> Counter:
     """Counter of (prompt, reward) in one step file, decoded from its pages in the page cache (mmap: no copy of
     15 MB; an empty file cannot be mapped and goes to json.load like any file msgspec refuses)."""
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            if not is_ascii(data) and not is_utf8(data[:]):
+            if np.frombuffer(data, np.uint8).max() >= 0x80 and not is_utf8(data[:]):  # ASCII as json.dump writes
                 raise ValueError
             return Counter(map(PROMPT_REWARD, decode(data)))  # counted in C
     except (msgspec.DecodeError, ValueError):

@@ -74,9 +74,11 @@ class PromptFinder:
         return (None, pid) if pid in (NO_PROMPT, TWO_PROMPTS) else (pid, None)
 
     def _texts_in(self, s: str) -> list[str]:
-        k, hits = self.key_chars, []
+        k, hits, starting = self.key_chars, [], self.starting.get
         for i in range(len(s) - k + 1):
-            hits += [(i, i + len(t), t) for t in self.starting.get(s[i : i + k], ()) if s.startswith(t, i)]
+            texts = starting(s[i : i + k])
+            if texts:
+                hits += [(i, i + len(t), t) for t in texts if s.startswith(t, i)]
         outer = [(a, b, t) for a, b, t in hits if not any(c <= a and b <= d and d - c > b - a for c, d, _ in hits)]
         return list(dict.fromkeys(t for _, _, t in outer))
 
