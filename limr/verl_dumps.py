@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import mmap
 from collections import Counter
+from operator import attrgetter
 from pathlib import Path
 
 import msgspec
@@ -52,6 +53,9 @@ class DumpLine(msgspec.Struct, gc=False):
     step: int
     gts: str | None = None  # other JSON (a list, a number) goes through the strict reader
     prompt_id: str | None = None
+
+
+LINE_KEY = attrgetter("step", "prompt_id", "input", "gts", "score")
 
 
 class PromptFinder:
@@ -155,9 +159,13 @@ def _dump_lines(path: Path, step: int, decode) -> Counter:
             lines = decode(data)
     except (msgspec.DecodeError, ValueError):  # ValueError: an empty file cannot be mapped
         return _strict_dump_lines(path, step)
-    if any(line.step != step for line in lines):
+    counted = Counter(map(LINE_KEY, lines))  # in C; the few distinct keys are then checked here
+    if any(key[0] != step for key in counted):
         return _strict_dump_lines(path, step)  # names the line
-    return Counter((line.prompt_id, None if line.prompt_id else line.input, line.gts, line.score) for line in lines)
+    out = Counter()
+    for (_, pid, text, gts, score), n in counted.items():
+        out[pid, None if pid else text, gts, score] += n  # by id: the input is not needed
+    return out
 
 
 def _strict_dump_lines(path: Path, step: int) -> Counter:

@@ -362,3 +362,28 @@ def test_write_dump_is_what_verl_writes(tmp_path, verl_parts):
         verl_parts[loop]._write_generations(**columns, reward_extra_infos_dict=extra, dump_path=str(tmp_path / loop),
                                             global_steps=7)  # fmt: skip
         assert (tmp_path / loop / "7.jsonl").read_bytes() == (tmp_path / "ours" / "7.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--train_samples_path", "{d}/rollouts.jsonl", "--train_batch_size", 4],
+            "--train_batch_size goes with a folder",
+        ),
+        (
+            ["--train_samples_path", "{d}/dumps", "--train_batch_size", 4, "--steps_per_epoch", 3],
+            "without --steps_per",
+        ),
+        (["--train_samples_path", "{d}/dumps", "--train_batch_size", 13], "more than the 12 prompts"),
+        (["--train_samples_path", "{d}/dumps", "--train_batch_size", 0], "must be >= 1"),
+    ],
+)
+def test_train_batch_size_misuse_is_an_error(run, extra, message):
+    d, items, samples = run
+    write_dumps(d / "dumps", items, samples, False)
+    argv = [*(str(x).format(d=d) for x in extra), "--original_prompts_path", str(d / "prompts.json"), "--no_plots",
+            "--max_epochs", "3", "--output_path", str(d / "o" / "x.json")]  # fmt: skip
+    done = subprocess.run([sys.executable, str(ROOT / "lim_selection.py"), *argv], capture_output=True, text=True,
+                          cwd=ROOT, env={"PYTHONPATH": str(ROOT)} | _env())  # fmt: skip
+    assert done.returncode == 2 and message in done.stderr and not (d / "o").exists(), done.stderr
