@@ -9,7 +9,11 @@ json.load, which reads it as before or names what is wrong.
 from __future__ import annotations
 
 import mmap
+import multiprocessing
+import os
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from operator import attrgetter
 from pathlib import Path
 
@@ -24,6 +28,8 @@ from limr.rollout_log import FINITE, EpochTally
 # defstruct, not a class body: string annotations would not resolve for a module run under runpy
 StepSample = msgspec.defstruct("StepSample", [("prompt", str), ("reward", FINITE)], gc=False)
 PROMPT_REWARD = attrgetter("prompt", "reward")
+_DECODE = msgspec.json.Decoder(list[StepSample]).decode
+WORKERS, FILES_PER_WORKER = 2, 8  # decoding processes (each holds one file's samples) and the least files for one
 
 
 def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epochs: int) -> History:
@@ -39,10 +45,11 @@ def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epoch
                 f"{folder / f'step_{step}.json'} is missing: {num_epochs} epochs x {steps_per_epoch} steps need "
                 f"step_1.json .. step_{need}.json (set --max_epochs / --steps_per_epoch to the run)"
             )
-    decode = msgspec.json.Decoder(list[StepSample]).decode
     pids, epochs, oks, counts, unknown = [], [], [], [], set()  # one entry per (step, prompt, reward)
-    for step in tqdm(range(1, need + 1), desc=f"reading {folder.name}/step_*.json", unit="file", disable=None):
-        samples = _step_samples(folder / f"step_{step}.json", decode)
+    paths = [folder / f"step_{step}.json" for step in range(1, need + 1)]
+    bar = tqdm(total=need, desc=f"reading {folder.name}/step_*.json", unit="file", disable=None)
+    for step, samples in enumerate(_each_file(paths), 1):
+        bar.update()
         texts, rewards = zip(*samples, strict=True) if samples else ((), ())
         ids = list(map(by_text.get, map(str.strip, texts)))
         unknown.update(text.strip() for text, pid in zip(texts, ids, strict=True) if pid is None)
@@ -50,6 +57,7 @@ def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epoch
         epochs.append(np.full(len(ids), (step - 1) // steps_per_epoch))
         oks.append(np.array(rewards) == 1)
         counts.append(np.fromiter(samples.values(), np.int64, len(samples)))
+    bar.close()
     if unknown:
         first = min(unknown)[:80]
         raise DataError(f"{folder}: {len(unknown)} prompt texts are not in the prompt file (first: {first!r})")
@@ -58,7 +66,22 @@ def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epoch
     return History("step files", tally, None, int(n.sum()), 0, steps_per_epoch)
 
 
-def _step_samples(path: Path, decode) -> Counter:
+def _each_file(paths: list[Path]) -> Iterator[Counter]:
+    """Each file's Counter, in order. Decoding is CPU-bound and msgspec holds the GIL, so where two cores are free
+    two worker processes decode while this one joins (a handful of files stays here). They are forked, inheriting
+    the decoder, and run only _step_samples, which takes no lock another thread (tqdm's monitor) could hold."""
+    workers = min(WORKERS, len(os.sched_getaffinity(0)), len(paths) // FILES_PER_WORKER)
+    if workers < 2:
+        yield from map(_step_samples, paths)
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    try:
+        yield from pool.map(_step_samples, paths)
+    finally:  # a bad file stops the reading: the files not yet decoded are dropped
+        pool.shutdown(cancel_futures=True)
+
+
+def _step_samples(path: Path, decode=_DECODE) -> Counter:
     """Counter of (prompt, reward) in one step file, decoded from its pages in the page cache (mmap: no copy of
     15 MB; an empty file cannot be mapped and goes to json.load like any file msgspec refuses)."""
     try:
