@@ -25,6 +25,7 @@ SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}
 def load_lim():
     spec = importlib.util.spec_from_file_location("lim_selection_for_verl", ROOT / "lim_selection.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (dataclasses look their module up there)
     spec.loader.exec_module(module)
     return module
 
