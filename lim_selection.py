@@ -9,16 +9,20 @@
         --original_prompts_path data/math8k.json --output_path outputs/lim/limr.json \\
         --max_epochs 21 --similarity_threshold 0.6
 
-Inputs (exactly one of; passrate with --num_samples needs none):
+Inputs (exactly one of; passrate with --num_samples needs none), each read by its reader in limr/ (limr/history.py):
   --train_samples_path  our rollout log (JSONL, one line per sample: {"step", "epoch", "id", "reward", ...}, see
-                        limr/rollout_log.py) or a folder of the paper fork's step_{k}.json files
-                        ([{"prompt", "response", "reward", "response_length"}, ...], matched to ids by prompt text)
+                        limr/rollout_log.py), or a folder of the paper fork's step_{k}.json files
+                        ([{"prompt", "response", "reward", "response_length"}, ...], matched to ids by prompt text),
+                        or a folder of verl's rollout dumps {k}.jsonl (trainer.rollout_data_dir; matched by
+                        "prompt_id" when the reward function put one there, else by the prompt text inside "input":
+                        limr/verl_dumps.py). The folder's file names say which.
   --accuracy_path       {prompt_id: [accuracy per epoch, ...]}, e.g. One-Shot-RLVR's acc_step_500.json
   --scores_path         a saved scores file [{"prompt" or "id", "score"}], e.g. the release's scores.json
 An epoch is one pass over the prompts. Our log's lines say theirs (the reward server counts passes: OpenRLHF 0.11
 runs MATH-8k in 9 steps a pass), so the log needs no --steps_per_epoch, and one that contradicts it is an error.
-In the fork's step files, and in logs from before the field (with a warning), epoch k holds steps
-(k-1)*S+1 .. k*S for S = --steps_per_epoch (default 8: the fork dropped each pass's partial batch).
+In step files and verl dumps, and in logs from before the field (with a warning), epoch k holds steps
+(k-1)*S+1 .. k*S for S = --steps_per_epoch (default 8: the fork dropped each pass's partial batch, as verl does),
+or S = floor(prompts / --train_batch_size).
 Histories longer than --max_epochs are cut to it.
 
 Methods (--method; --num_samples K takes the top K instead of a threshold):
@@ -51,33 +55,26 @@ Where we depart from the original script (GAIR-NLP/LIMR lim/lim_selection.py), a
   - An average curve of all 1s (every prompt always solved) makes the denominator 0: every score is then 1.
   - Missing step files, bad records and unknown prompts stop with one clear line; every output is written or
     none is, and none may replace an input.
-  - Logs are streamed and step files read one at a time (the original kept every response of the run in memory).
+  - Logs are streamed and step files and dumps read one at a time (the original kept every response of the run in
+    memory).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
-import mmap
 import random
 import statistics
 import sys
 from collections import Counter
-from dataclasses import dataclass
-from itertools import compress
-from operator import attrgetter
 from pathlib import Path
 
-import msgspec
-import numpy as np
 from tqdm import tqdm
 
 from limr.cli import float_in, int_in, refuse_overwriting_inputs, refuse_unwritable_outputs, same_file
 from limr.dataset import (
     first_id_of,
-    ids_by_text,
     load_prompts,
     load_scores,
     openrlhf_path,
@@ -86,150 +83,26 @@ from limr.dataset import (
     spread_by_text,
     write_prompt_files,
 )
-from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, is_utf8, read_json, write_json
+from limr.history import folder_format, load_accuracy, read_training_samples, scan_rollout_log  # noqa: F401
+from limr.jsonio import DataError, all_or_nothing, atomic_write, write_json
 from limr.paper import LINEAR_THETA, MAX_EPOCHS, STEPS_PER_EPOCH, THETA
-from limr.rollout_log import FINITE, EpochTally, count_samples, steps_per_epoch_of
+from limr.selection_plots import write_plots
 from limr.stability import epochs_to_reach, jaccard, stability_rows
 from limr.stats import read_question_scores
 from limr.stopping import paper_size, stopping_result
+from limr.step_files import scan_step_files  # noqa: F401  (the readers, for tests that call them from here)
 
 METHODS = ("lim", "linear", "rand", "variance", "learnability", "dapo")  # --compare runs these six
 CHOICES = (*METHODS, "passrate")
 # Flag bounds: counts are held per prompt and epoch, and a run needs every step 1 .. epochs x steps_per_epoch, so
 # --max_epochs 1e8 would only run out of memory; these are far above any run (the paper: 21 x 8).
 EPOCHS_LIMIT, STEPS_LIMIT = 1_000, 1_000_000
+TEXT_JOINED = ("step files", "verl dumps")  # formats that name prompts by text: a duplicated text is pooled
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 1. Inputs: prompts, then per-prompt per-epoch sample counts from a rollout log or step files
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Samples:
-    """A run's training samples tallied per prompt and epoch, and how they were read (for the report)."""
-
-    tally: EpochTally
-    samples: int  # every training sample read
-    after_max_epochs: int  # of them, in epochs past --max_epochs (histories are cut to it)
-    steps_per_epoch: int
-    eval_rows_skipped: int = 0
-    torn_last_line: int | None = None
-
-
-def scan_rollout_log(path: Path, known: set | None, steps_per_epoch: int | None, num_epochs: int) -> Samples:
-    """Tally our rollout log (read by limr.rollout_log). Its lines carry their epoch: a given steps_per_epoch must
-    agree; an older log without it takes steps_per_epoch (default: the paper's), with a warning."""
-    counts = count_samples(path)
-    steps, epochs, pids, oks, n = counts.columns()
-    if not len(steps):
-        raise DataError(f"{path}: no training samples")
-    unknown = set() if known is None else set(pids) - known
-    if unknown:
-        raise DataError(f"{path}: {len(unknown)} prompt ids are not in the prompt file (first: {min(unknown)!r})")
-    per_epoch = steps_per_epoch_of(path, steps, epochs, steps_per_epoch, STEPS_PER_EPOCH)
-    _check_steps(path, set(steps.tolist()), per_epoch, num_epochs, labelled=None not in epochs)
-    epoch = (steps - 1) // per_epoch  # each line's own epoch - 1, where it has one (checked above)
-    kept = epoch < num_epochs
-    tally = EpochTally.of(pids, list(compress(pids, kept)), epoch[kept], oks[kept], n[kept], num_epochs)
-    return Samples(tally, int(n.sum()), int(n[~kept].sum()), per_epoch, counts.eval_rows, counts.torn_last_line)
-
-
-def _check_steps(path: Path, steps: set, steps_per_epoch: int, num_epochs: int, labelled: bool) -> None:
-    need = steps_per_epoch * num_epochs
-    missing = next((s for s in range(1, need + 1) if s not in steps), None)
-    if missing is not None:
-        flags = "--max_epochs" if labelled else "--max_epochs / --steps_per_epoch"
-        raise DataError(
-            f"{path}: no sample for step {missing}, but {num_epochs} epochs x {steps_per_epoch} steps need steps "
-            f"1-{need}; the log reaches step {max(steps)} (set {flags} to the run)"
-        )
-
-
-# The paper fork's step files: json.dump(..., indent=4) of [{"prompt", "response", "reward", "response_length"}].
-# A 2.5 GB run is mostly responses: msgspec types each file as a list of (prompt, reward) and skips the rest
-# without building it. A file it refuses, or one that is not UTF-8 (msgspec checks only the fields it keeps), goes
-# through json.load, which reads it as before or names what is wrong.
-# (defstruct, not a class body: this script's string annotations would not resolve when it runs under runpy)
-StepSample = msgspec.defstruct("StepSample", [("prompt", str), ("reward", FINITE)], gc=False)
-PROMPT_REWARD = attrgetter("prompt", "reward")
-
-
-def scan_step_files(folder: Path, by_text: dict, steps_per_epoch: int, num_epochs: int) -> Samples:
-    """Tally step_1.json .. step_{K*steps}.json, one file at a time; samples join prompts by stripped text."""
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder")
-    if not any(folder.glob("step_*.json")):
-        raise DataError(f"{folder}: no step_{{k}}.json files (pass a folder of the fork's step files or a .jsonl log)")
-    need = steps_per_epoch * num_epochs
-    for step in range(1, need + 1):
-        if not (folder / f"step_{step}.json").is_file():
-            raise DataError(
-                f"{folder / f'step_{step}.json'} is missing: {num_epochs} epochs x {steps_per_epoch} steps need "
-                f"step_1.json .. step_{need}.json (set --max_epochs / --steps_per_epoch to the run)"
-            )
-    decode = msgspec.json.Decoder(list[StepSample]).decode
-    pids, epochs, oks, counts, unknown = [], [], [], [], set()  # one entry per (step, prompt, reward)
-    for step in tqdm(range(1, need + 1), desc=f"reading {folder.name}/step_*.json", unit="file", disable=None):
-        samples = _step_samples(folder / f"step_{step}.json", decode)
-        texts, rewards = zip(*samples, strict=True) if samples else ((), ())
-        ids = list(map(by_text.get, map(str.strip, texts)))
-        unknown.update(text.strip() for text, pid in zip(texts, ids, strict=True) if pid is None)
-        pids += ids
-        epochs.append(np.full(len(ids), (step - 1) // steps_per_epoch))
-        oks.append(np.array(rewards) == 1)
-        counts.append(np.fromiter(samples.values(), np.int64, len(samples)))
-    if unknown:
-        first = min(unknown)[:80]
-        raise DataError(f"{folder}: {len(unknown)} prompt texts are not in the prompt file (first: {first!r})")
-    n = np.concatenate(counts)
-    tally = EpochTally.of(pids, pids, np.concatenate(epochs), np.concatenate(oks), n, num_epochs)
-    return Samples(tally, int(n.sum()), 0, steps_per_epoch)
-
-
-def _step_samples(path: Path, decode) -> Counter:
-    """Counter of (prompt, reward) in one step file, decoded from its pages in the page cache (mmap: no copy of
-    15 MB; an empty file cannot be mapped and goes to json.load like any file msgspec refuses)."""
-    try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            if np.frombuffer(data, np.uint8).max() >= 0x80 and not is_utf8(data[:]):  # ASCII as json.dump writes
-                raise ValueError
-            return Counter(map(PROMPT_REWARD, decode(data)))  # counted in C
-    except (msgspec.DecodeError, ValueError, RecursionError):  # msgspec's own depth limit raises RecursionError
-        return _strict_step_samples(path)
-
-
-def _strict_step_samples(path: Path) -> Counter:
-    """json.load of one step file: what it reads, or the exact error."""
-    items = read_json(path)
-    if not isinstance(items, list):
-        raise DataError(f"{path}: expected a JSON list of samples, got {type(items).__name__}")
-    pairs = Counter()
-    for n, it in enumerate(items):
-        if not isinstance(it, dict) or not isinstance(it.get("prompt"), str):
-            raise DataError(f"{path}: item {n} has no 'prompt' string")
-        if not is_number(it.get("reward")):
-            raise DataError(f"{path}: item {n}: 'reward' must be a number, got {it.get('reward')!r}")
-        pairs[it["prompt"], it["reward"]] += 1
-    return pairs
-
-
-def load_accuracy(path: str) -> dict[str, list[float | None]]:
-    """{prompt_id: [accuracy per epoch]} (One-Shot-RLVR's acc_step_500.json); null marks an epoch not sampled."""
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object {{prompt_id: [accuracy per epoch, ...]}}")
-    for pid, hist in data.items():
-        if not isinstance(hist, list):
-            raise DataError(f"{path}: the history of {pid!r} is not a list")
-        for x in hist:
-            if x is not None and not (is_number(x) and 0 <= x <= 1):
-                raise DataError(f"{path}: the history of {pid!r} holds {x!r}, not an accuracy in [0, 1]")
-    return data
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# 2. Histories: fill the holes as the original does, keep the complete ones
+# 1. Histories (read by limr/history.py, one reader per format): fill the holes as the original does, keep the
+#    complete ones
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -265,7 +138,7 @@ def complete_histories(histories: dict, num_epochs: int) -> tuple[dict[str, list
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 3. Scores
+# 2. Scores
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -347,7 +220,7 @@ def passrate_select(passrates: dict[str, float], k: int) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 4. Selection
+# 3. Selection
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -367,7 +240,7 @@ def compare_methods(complete: dict, pool: list[str], k: int, seed: int) -> dict[
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 5. Outputs: selected prompts (+ OpenRLHF twin), scores, report, plots
+# 4. Outputs: selected prompts (+ OpenRLHF twin), scores, report (plots: limr/selection_plots.py)
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -433,151 +306,8 @@ def write_outputs(
     return [*done, f"wrote the report to {side_path(out, 'report.json')}"]
 
 
-def save_png(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    with atomic_write(path, "wb") as f:  # like every output: whole or not at all
-        fig.savefig(f, format="png", dpi=120)
-    plt.close(fig)
-
-
-def plot_trajectories(path: Path, complete: dict, reference: list[float], scores: dict, chosen: set, ref_name: str):
-    """The paper's Fig. 2b: a few selected and rejected prompts' accuracy curves against the reference curve."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ranked = sorted(scores, key=lambda pid: -scores[pid])
-    kept, rejected = [p for p in ranked if p in chosen], [p for p in ranked if p not in chosen]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    epochs = range(1, len(reference) + 1)
-    for group, color in ((kept, "tab:green"), (rejected, "tab:red")):
-        examples = sorted({0, len(group) // 2, len(group) - 1}) if group else []  # the best, median and worst
-        for pid in (group[i] for i in examples):
-            ax.plot(
-                epochs,
-                complete[pid],
-                color=color,
-                alpha=0.6,
-                lw=1,
-                label=f"{pid if len(pid) <= 12 else pid[:8]} (s={scores[pid]:.2f})",
-            )
-    ax.plot(epochs, reference, color="black", lw=2.5, label=ref_name)
-    ax.set(xlabel="epoch", ylabel="accuracy", ylim=(-0.03, 1.03), title="selected (green) vs rejected (red) prompts")
-    ax.legend(fontsize=7, loc="lower right")
-    save_png(fig, path)
-
-
-def plot_histogram(path: Path, scores: dict, cutoff: float | None, method: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist(list(scores.values()), bins=60, color="tab:blue")
-    if cutoff is not None:
-        ax.axvline(cutoff, color="tab:red", ls="--", label=f"cut-off {cutoff:g}")
-        ax.legend()
-    ax.set(xlabel=f"{method} score", ylabel="prompts", title=f"{len(scores)} scored prompts")
-    save_png(fig, path)
-
-
-def plot_overlap(path: Path, chosen: dict[str, list[str]]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(chosen)
-    matrix = [[jaccard(chosen[a], chosen[b]) for b in names] for a in names]
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
-    ax.set_xticks(range(len(names)), names, rotation=30)
-    ax.set_yticks(range(len(names)), names)
-    for i, row in enumerate(matrix):
-        for j, v in enumerate(row):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
-    fig.colorbar(im, label="Jaccard overlap")
-    ax.set_title(f"overlap of the selections ({len(next(iter(chosen.values())))} prompts each)")
-    save_png(fig, path)
-
-
-def plot_stability(path: Path, rows: list[dict], method: str):
-    """Jaccard and Spearman against the full selection, and the selected count, as the epochs used grow."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    for mode, style in (("same size", "-"), ("threshold", "--")):
-        mine = [r for r in rows if r["mode"] == mode]
-        if not mine:
-            continue
-        epochs = [r["epochs"] for r in mine]
-        top.plot(epochs, [r["jaccard"] for r in mine], style, color="tab:blue", label=f"Jaccard, {mode}")
-        bottom.plot(epochs, [r["selected"] for r in mine], style, color="tab:green", label=f"selected, {mode}")
-    same = [r for r in rows if r["mode"] == "same size"]
-    rho = [(r["epochs"], r["spearman"]) for r in same if r["spearman"] is not None]
-    top.plot([e for e, _ in rho], [v for _, v in rho], ":", color="tab:orange", label="Spearman of the scores")
-    for target in STABILITY_TARGETS:
-        top.axhline(target, color="grey", lw=0.8)
-    if same:  # two random draws of this size overlap this much: the floor the Jaccard curves start from
-        top.axhline(same[0]["jaccard_by_chance"], color="tab:red", lw=0.8, ls=":", label="Jaccard by chance")
-    top.set(ylabel="agreement with all epochs", ylim=(-0.05, 1.05), title=f"{method}: first K epochs vs all")
-    bottom.set(xlabel="epochs used (K)", ylabel="prompts selected")
-    top.legend(fontsize=8, loc="lower right")
-    bottom.legend(fontsize=8)
-    save_png(fig, path)
-
-
-def plot_sweep(path: Path, rows: list[dict], scored: int):
-    """Prompts kept against θ, the paper's operating points marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    thetas = [r["theta"] for r in rows]
-    for method, theta, color in (("lim", THETA, "tab:blue"), ("linear", LINEAR_THETA, "tab:orange")):
-        if method not in rows[0]:
-            continue
-        ax.plot(thetas, [r[method] for r in rows], color=color, marker=".", label=method)
-        kept = next(r[method] for r in rows if r["theta"] == theta)
-        ax.plot([theta], [kept], "o", color=color, markersize=9, markerfacecolor="none")
-        ax.annotate(f"paper: θ={theta:g}, {kept}", (theta, kept), textcoords="offset points", xytext=(6, 6))
-    ax.set(xlabel="threshold θ (keep score >= θ)", ylabel="prompts kept", ylim=(0, scored * 1.05),
-           title=f"selection size against threshold ({scored} scored prompts)")  # fmt: skip
-    ax.legend()
-    save_png(fig, path)
-
-
-def write_plots(args, complete, scores, chosen: set, cutoff, compared, stability=None, sweep=None, r_avg=None) -> list:
-    out = Path(args.output_path)
-    if importlib.util.find_spec("matplotlib") is None:
-        print("warning: matplotlib is not installed; no plots (pip install matplotlib, or pass --no_plots)")
-        return []
-    if scores and complete:
-        reference = linear_reference(args.max_epochs) if args.method == "linear" else r_avg
-        name = "linear reference" if args.method == "linear" else "average curve (r_avg)"
-        plot_trajectories(side_path(out, "trajectories.png"), complete, reference, scores, chosen, name)
-    if scores:
-        plot_histogram(side_path(out, "scores.png"), scores, cutoff, args.method)
-    if compared:
-        plot_overlap(side_path(out, "overlap.png"), compared)
-    if stability:
-        plot_stability(side_path(out, "stability.png"), stability, args.method)
-    if sweep:
-        plot_sweep(side_path(out, "sweep.png"), sweep, len(complete))
-    return [f"wrote plots beside {out}"]
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# 6. Main
+# 5. Main
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -591,8 +321,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--original_prompts_path", help="prompt file (JSON list of {id, prompt, answer, source})")
     p.add_argument("--output_path", default="outputs/lim/limr.json", help="selected prompts (.json; .jsonl beside)")
     p.add_argument("--steps_per_epoch", type=int_in(1, STEPS_LIMIT),
-                   help=f"training steps per epoch of step files (default {STEPS_PER_EPOCH}, the paper's fork) and of "
-                   "logs without an epoch field; our log's lines carry their epoch: leave it out")  # fmt: skip
+                   help=f"training steps per epoch of step files and verl dumps (default {STEPS_PER_EPOCH}, the paper's "
+                   "fork) and of logs without an epoch field; our log's lines carry their epoch: leave it out")  # fmt: skip
+    p.add_argument("--train_batch_size", type=int_in(1, None),
+                   help="prompts per step of the run (verl's data.train_batch_size) instead of --steps_per_epoch, for "
+                   "step files and verl dumps: steps per epoch = floor(prompts in the file / this)")  # fmt: skip
     p.add_argument("--max_epochs", type=int_in(1, EPOCHS_LIMIT), default=MAX_EPOCHS, help="epochs scored (paper: 21)")
     p.add_argument("--similarity_threshold", type=float_in(None),
                    help=f"keep score >= this (default: lim {THETA}, linear {LINEAR_THETA}); rand, variance, "
@@ -630,37 +363,37 @@ def load_inputs(args, prompts: list[dict] | None) -> tuple[dict, dict]:
     """The accuracy histories of every candidate prompt (prompt-file order when there is one) and input counts."""
     duplicates = shared_texts(prompts)
     known = None if prompts is None else {it["id"] for it in prompts}
-    info = {"format": "accuracy history" if args.accuracy_path else None, "duplicate_ids": duplicates}
     if args.accuracy_path:
-        histories = load_accuracy(args.accuracy_path)
-        unknown = [pid for pid in histories if known is not None and pid not in known]
+        read = load_accuracy(args.accuracy_path)
+        unknown = [pid for pid in read.accuracies if known is not None and pid not in known]
         if unknown:
             first = unknown[0]
             raise DataError(f"{args.accuracy_path}: {len(unknown)} ids are not in the prompt file (first: {first!r})")
     else:
         path = Path(args.train_samples_path)
-        if path.is_dir():
-            if prompts is None:
-                raise DataError("step files name prompts by text: pass --original_prompts_path")
-            by_text = {text: ids[0] for text, ids in ids_by_text(prompts).items()}  # a text's samples: its first id
-            read = scan_step_files(path, by_text, args.steps_per_epoch or STEPS_PER_EPOCH, args.max_epochs)
-            info["format"] = "step files"
-        elif path.is_file():
-            read = scan_rollout_log(path, known, args.steps_per_epoch, args.max_epochs)
-            info["format"] = "rollout log"
-        else:
-            raise DataError(f"{path}: no such file or folder")
-        histories = read.tally.accuracy()
-        info.update({k: getattr(read, k) for k in ("samples", "after_max_epochs", "eval_rows_skipped",
-                                                   "torn_last_line", "steps_per_epoch")})  # fmt: skip
-    info["prompts_seen"] = len(histories)
+        read = read_training_samples(path, prompts, steps_per_epoch(args, prompts), args.max_epochs)
+    histories = read.accuracy()
+    info = {"format": read.format, "duplicate_ids": duplicates, **read.counts(), "prompts_seen": len(histories)}
     if prompts is not None:
-        # step files pool a duplicated text's samples under its first id; the other ids take its score after
-        # scoring (spread_text_scores), so that the text counts once in the average curve
-        pooled = duplicates if info["format"] == "step files" else {}
+        # formats that name prompts by text pool a duplicated text's samples under its first id; the other ids take
+        # its score after scoring (spread_text_scores), so that the text counts once in the average curve
+        pooled = duplicates if info["format"] in TEXT_JOINED else {}
         empty = [None] * args.max_epochs
         histories = {it["id"]: histories.get(it["id"], empty) for it in prompts if it["id"] not in pooled}
     return histories, info
+
+
+def steps_per_epoch(args, prompts: list[dict] | None) -> int | None:
+    """--steps_per_epoch, or floor(prompts / --train_batch_size): engines that drop each pass's partial batch."""
+    if not args.train_batch_size:
+        return args.steps_per_epoch
+    path = Path(args.train_samples_path)
+    if args.steps_per_epoch or prompts is None or not path.is_dir():
+        raise DataError("--train_batch_size goes with a folder of step files or verl dumps and --original_prompts_path"
+                        ", without --steps_per_epoch (our log's lines carry their epoch)")  # fmt: skip
+    if args.train_batch_size > len(prompts):
+        raise DataError(f"--train_batch_size {args.train_batch_size} is more than the {len(prompts)} prompts")
+    return len(prompts) // args.train_batch_size
 
 
 def score_and_select(args, histories: dict, pool: list[str]) -> dict:
@@ -703,6 +436,7 @@ def build_report(args, info: dict, result: dict, n_prompts: int | None, compared
     dropped = Counter(result["dropped"].values()) if "dropped" in result else Counter()
     inputs = ("train_samples_path", "accuracy_path", "scores_path", "passrate_path", "original_prompts_path")
     params = ("steps_per_epoch", "max_epochs", "similarity_threshold", "num_samples", "seed")
+    params += ("train_batch_size",) if args.train_batch_size else ()  # (absent otherwise: reports stay as they were)
     report = {
         "method": args.method,
         "inputs": {k: getattr(args, k) for k in inputs},
@@ -926,7 +660,8 @@ def run(args) -> None:
     if not args.output_path.endswith(".json"):
         raise DataError(f"--output_path must end in .json (its OpenRLHF twin goes beside it): {args.output_path}")
     if args.train_samples_path and not args.original_prompts_path and Path(args.train_samples_path).is_dir():
-        raise DataError("step files name prompts by text: pass --original_prompts_path")
+        raise DataError(f"{folder_format(Path(args.train_samples_path))} name prompts by text: pass "
+                        "--original_prompts_path")  # fmt: skip
     check_method_inputs(args)
     inputs = (args.train_samples_path, args.accuracy_path, args.scores_path, args.passrate_path,
               args.original_prompts_path)  # fmt: skip
@@ -959,7 +694,7 @@ def run(args) -> None:
             stopping = stopping_result(
                 np.array(list(complete.values())), args.num_samples or paper_size(len(complete))
             )
-        if info["format"] == "step files" and result["scores"] is not None:
+        if info["format"] in TEXT_JOINED and result["scores"] is not None:
             complete = spread_text_scores(result, prompts)
     report = build_report(args, info, result, None if prompts is None else len(prompts), compared)
     if stability is not None:
@@ -985,17 +720,10 @@ def run(args) -> None:
             if stopping is not None:
                 done += write_stopping(Path(args.output_path), stopping, args.no_plots)
             if not args.no_plots:
-                done += write_plots(
-                    args,
-                    complete,
-                    result["scores"],
-                    set(result["selected"]),
-                    result["cutoff"],
-                    compared,
-                    stability,
-                    sweep,
-                    result.get("mean_curve"),  # over the scored prompts (texts, for step files)
-                )
+                reference = linear_reference(args.max_epochs) if args.method == "linear" else result.get("mean_curve")
+                done += write_plots(Path(args.output_path), args.method, reference, complete, result["scores"],
+                                    set(result["selected"]), result["cutoff"], compared, stability, sweep,
+                                    STABILITY_TARGETS)  # fmt: skip
     except OSError as e:
         raise DataError(f"cannot write the outputs, none written: {e}") from None
     print("\n".join(done))

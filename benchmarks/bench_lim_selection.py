@@ -9,8 +9,10 @@ peak memory (max RSS) come from os.wait4:
                step file and keep every sample of the run in memory, then score in Python
   steps        lim_selection.py on the same step files (one at a time)
   jsonl        lim_selection.py on the same samples as our rollout log (its lines say their epoch)
+  verl         lim_selection.py on the same samples as verl's rollout dumps, joined by prompt text (when the data
+               has them: gen_rollouts.py --verl)
   steps@K, jsonl@K   the same with fewer epochs / a log cut after K epochs: time per sample should stay flat
-The three full runs must select the same prompt texts. Results are printed and saved as JSON (--out).
+The full runs must select the same prompt texts. Results are printed and saved as JSON (--out).
 Performance claims are ratios to the baseline measured in the same run, never absolute times.
 """
 
@@ -117,14 +119,15 @@ def run(args) -> dict:
     spe, epochs = args.steps_per_epoch, args.max_epochs
     n_samples = sum(1 for _ in open(log, "rb"))
     ours = [sys.executable, str(ROOT / "lim_selection.py"), "--original_prompts_path", str(prompts), "--no_plots"]
-    per_epoch = {"steps": ["--steps_per_epoch", str(spe)], "jsonl": []}  # the log's lines say their epoch
+    per_epoch = {"steps": ["--steps_per_epoch", str(spe)], "jsonl": [], "verl": ["--steps_per_epoch", str(spe)]}
+    formats = [("steps", steps), ("jsonl", log)] + ([("verl", data / "verl")] if (data / "verl").is_dir() else [])
 
     results = {"samples": n_samples, "epochs": epochs, "steps_per_epoch": spe, "runs": {}}
     runs = results["runs"]
     if not args.skip_baseline:
         cmd = [sys.executable, __file__, "--baseline", str(data), "--out", str(work / "baseline.json")]
         runs["baseline"] = timed(cmd + ["--steps_per_epoch", str(spe), "--max_epochs", str(epochs)])
-    for name, source in (("steps", steps), ("jsonl", log)):
+    for name, source in formats:
         out = ["--max_epochs", str(epochs), "--output_path", str(work / f"{name}.json"), *per_epoch[name]]
         runs[name] = timed([*ours, "--train_samples_path", str(source), *out])
     for k in args.partial_epochs:  # linearity: a third, two thirds ... of the log
@@ -142,7 +145,9 @@ def run(args) -> dict:
             r["speedup"] = round(runs["baseline"]["wall_s"] / r["wall_s"], 2)
             r["cpu_speedup"] = round(runs["baseline"]["cpu_s"] / r["cpu_s"], 2)
     results["linear_fit"] = {fmt: linear_fit(runs, fmt) for fmt in ("steps", "jsonl") if args.partial_epochs}
-    picks = {name: selected_texts(work / f"{name}.json") for name in ("baseline", "steps", "jsonl") if name in runs}
+    picks = {
+        name: selected_texts(work / f"{name}.json") for name in ("baseline", "steps", "jsonl", "verl") if name in runs
+    }
     results["same_selection"] = all(p == picks["steps"] for p in picks.values())
     results["selected"] = {name: len(p) for name, p in picks.items()}
     return results

@@ -8,6 +8,8 @@ Writes, under --out:
   steps/step_{k}.json   the paper's fork format: one JSON list per training step of
                     {"prompt", "response", "reward", "response_length"}, written as the fork did (json.dump, indent=4)
   rollouts.jsonl    our rollout log: one line per sample {"step", "epoch", "id", "reward", "correct", ...}
+  verl/{k}.jsonl    with --verl: verl's rollout dumps in the v1 loop's shape (no prompt id; the prompt inside its
+                    chat template as verl decodes it; limr/verl_dumps.py), one line per sample
 
 The schedule mirrors the paper's run: every epoch the prompts are shuffled and the first
 rollout_batch x steps_per_epoch of them (1,024 x 8 = 8,192 of 8,523) are sampled, 8 times each, so about 4%
@@ -25,8 +27,13 @@ import argparse
 import json
 import math
 import random
+import sys
 import uuid
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: limr is importable
+
+from limr.paper import SYSTEM_PROMPT  # noqa: E402
 
 PAPER_PROMPTS = 8523  # MATH-8k
 PAPER_ROLLOUT_BATCH = 1024  # prompts per step (paper §3.1)
@@ -132,18 +139,29 @@ def generate(args: argparse.Namespace) -> dict:
     pool = response_pool(rng, 64, args.response_chars)
     enc_pool = [(json.dumps(r), len(r) // 4) for r in pool]  # ~4 characters per token
     write_steps, write_log = args.format in ("both", "steps"), args.format in ("both", "jsonl")
+    if args.verl:  # verl's _write_generations: json.dumps(..., ensure_ascii=False) of input, output, gts, score, step
+        (out / "verl").mkdir(exist_ok=True)
+        dumped = {i: json.dumps(f"system\n{SYSTEM_PROMPT}\nuser\n{it['prompt']}\nassistant\n", ensure_ascii=False)
+                  for i, it in by_id.items()}  # fmt: skip
+        gts = {i: json.dumps(it["answer"], ensure_ascii=False) for i, it in by_id.items()}
+        plain_pool = [json.dumps(r, ensure_ascii=False) for r in pool]
 
     n_samples = 0
     log = open(out / "rollouts.jsonl", "w", encoding="utf-8") if write_log else None
     try:
         for step, ids in schedule(list(by_id), args.epochs, args.steps_per_epoch, rollout_batch, rng):
             epoch = (step - 1) // args.steps_per_epoch
-            rows, lines = [], []
+            rows, lines, dump = [], [], []
             for pid in ids:
-                for _ in range(args.samples):
+                uid = uuid.UUID(int=rng.getrandbits(128)) if args.verl else None  # (the same draws without --verl)
+                for k in range(args.samples):
                     reward = sample_reward(rng, curve[pid][epoch])
-                    response, length = enc_pool[rng.randrange(len(enc_pool))]
+                    pick = rng.randrange(len(enc_pool))
+                    response, length = enc_pool[pick]
                     rows.append((enc_prompt[pid], response, reward, length))
+                    if args.verl:
+                        dump.append(f'{{"input": {dumped[pid]}, "output": {plain_pool[pick]}, "gts": {gts[pid]}, '
+                                    f'"score": {reward!r}, "step": {step}, "uid": "{uid}_{k}_0"}}\n')  # fmt: skip
                     lines.append(
                         f'{{"step": {step}, "epoch": {epoch + 1}, "id": {json.dumps(pid)}, "reward": {reward!r}, '
                         f'"correct": {"true" if reward == 1.0 else "false"}, "response_length": {length}, '
@@ -154,6 +172,8 @@ def generate(args: argparse.Namespace) -> dict:
                 write_step_file(out / "steps" / f"step_{step}.json", rows)
             if log:
                 log.writelines(lines)
+            if args.verl:
+                (out / "verl" / f"{step}.jsonl").write_text("".join(dump), encoding="utf-8")
     finally:
         if log:
             log.close()
@@ -172,6 +192,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=8, help="samples per prompt")
     p.add_argument("--response_chars", type=int, default=1500, help="mean response length in characters")
     p.add_argument("--format", choices=["both", "steps", "jsonl"], default="both")
+    p.add_argument("--verl", action="store_true", help="also write verl's rollout dumps (verl/{k}.jsonl)")
     p.add_argument("--prompts_path", help="take the prompts from this file (e.g. math8k.json) instead of making them")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import limr.rollout_log
+import limr.step_files
 from limr.dataset import ids_by_text
 from limr.jsonio import is_number
 
@@ -530,8 +531,27 @@ def test_generated_step_files_are_what_json_dump_writes(tmp_path):
 def test_step_reader_matches_json_load_on_a_generated_run(tiny, monkeypatch):
     expected = reference_step_accuracy(tiny / "steps", tiny / "prompts.json", 2, 3)
     assert expected == reference_accuracy(tiny / "rollouts.jsonl", 2, 3)  # the generator's two formats agree
-    monkeypatch.setattr(lim, "_strict_step_samples", lambda *a: pytest.fail("not read by msgspec"))
+    monkeypatch.setattr(limr.step_files, "_strict_step_samples", lambda *a: pytest.fail("not read by msgspec"))
     assert read_steps(tiny / "steps", tiny / "prompts.json") == expected
+
+
+def test_step_files_decoded_in_worker_processes_read_the_same(tiny, tmp_path, monkeypatch):
+    """The two decoding processes (limr/step_files.py, _each_file) give what one process gives, in step order, and
+    a bad file stops them with the same one-line error."""
+    serial = read_steps(tiny / "steps", tiny / "prompts.json")
+    monkeypatch.setattr(limr.step_files, "FILES_PER_WORKER", 1)  # 6 files: the pool takes them
+    forked = []
+    real_pool = limr.step_files.ProcessPoolExecutor
+    monkeypatch.setattr(limr.step_files, "ProcessPoolExecutor", lambda *a, **k: forked.append(1) or real_pool(*a, **k))
+    assert read_steps(tiny / "steps", tiny / "prompts.json") == serial and forked
+    bad = tmp_path / "steps"
+    bad.mkdir()
+    for f in (tiny / "steps").iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "step_4.json").write_text('[{"prompt": "x", "reward": "1"}]')
+    with pytest.raises(lim.DataError, match=r"step_4.json: item 0: 'reward' must be a number"):
+        read_steps(bad, tiny / "prompts.json")
+    assert len(forked) == 2
 
 
 def sample(prompt, reward, response="ok"):
@@ -743,7 +763,7 @@ BAD_INPUTS = [
     (
         ["--train_samples_path", "{d}/steps", "--original_prompts_path", "{d}/p.json"],
         {"steps/x.txt": "", "p.json": "[]"},
-        "no step_{k}.json files",
+        "no step_{k}.json or {k}.jsonl files",
     ),  # fmt: skip
     (
         ["--train_samples_path", "{d}/steps", "--original_prompts_path", "{d}/p.json", "--max_epochs", "2"],
