@@ -157,8 +157,8 @@ def _dump_lines(path: Path, step: int, decode) -> Counter:
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             lines = decode(data)
-    except (msgspec.DecodeError, ValueError):  # ValueError: an empty file cannot be mapped
-        return _strict_dump_lines(path, step)
+    except (msgspec.DecodeError, ValueError, RecursionError):  # ValueError: an empty file cannot be mapped;
+        return _strict_dump_lines(path, step)  # RecursionError: msgspec's own depth limit
     counted = Counter(map(LINE_KEY, lines))  # in C; the few distinct keys are then checked here
     if any(key[0] != step for key in counted):
         return _strict_dump_lines(path, step)  # names the line
@@ -180,6 +180,8 @@ def _strict_dump_lines(path: Path, step: int) -> Counter:
                     row = json.loads(line)
                 except ValueError as e:
                     raise DataError(f"{path}, line {lineno}: not JSON ({e})") from None
+                except RecursionError:
+                    raise DataError(f"{path}, line {lineno}: JSON nested too deeply to read") from None
                 _check_row(path, lineno, row, step)
                 gts = row.get("gts")
                 gts = gts if gts is None or isinstance(gts, str) else json.dumps(gts)

@@ -49,8 +49,8 @@ BAD_LINES = [
     (line(2**63, "a", 1.0), "log.jsonl:{n}: 'step' must be a positive integer below 2**63"),
     (line(1, "a", 1.0, ', "x": ' + DEEP), "log.jsonl:{n}: JSON nested too deeply to read"),  # was RecursionError
 ]
-# the line number, or "last" for a last line without its newline; a last line json.loads refuses with a ValueError
-# (such as a 4,301-digit integer) is a torn line, skipped with a warning as before
+# the line number, or "last" for a last line without its newline (a whole last line json.loads reads but Python
+# refuses, such as a 4,301-digit integer, is an error too: tests/test_reward_server.py)
 WHERE = [1, 9, "last"]
 CASES = [(bad, message, where) for bad, message in BAD_LINES for where in WHERE] + [
     (line(1, "a", "9" * 4301), "log.jsonl:{n}: not valid JSON (Exceeds the limit (4300 digits)", where)
@@ -85,6 +85,28 @@ def test_a_step_file_nested_past_msgspecs_depth_is_one_error_line(tmp_path, caps
                         "--output_path", out, "--max_epochs", 2, "--steps_per_epoch", 2, "--no_plots")  # fmt: skip
     assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     assert "step_3.json: JSON nested too deeply to read" in err
+    assert not out.parent.exists()
+
+
+@pytest.mark.parametrize("deep_in", ["a field", "the ground truth"])
+def test_a_verl_dump_nested_past_msgspecs_depth_is_one_error_line(tmp_path, capsys, deep_in):
+    """verl's dumps, like step files, are read by msgspec first: its depth limit raises RecursionError, not a
+    DecodeError, and that was a traceback."""
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    for step in range(1, 5):
+        rows = [{"input": f"user What is {p}? assistant", "output": "x", "gts": "1", "score": 1.0, "step": step}
+                for p in "ab"]  # fmt: skip
+        (folder / f"{step}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bad = '"extra": ' + DEEP + ', "gts": "1"' if deep_in == "a field" else '"gts": ' + DEEP
+    (folder / "3.jsonl").write_text(
+        '{"input": "user What is a? assistant", "output": "x", "score": 1.0, "step": 3, ' + bad + "}\n"
+    )
+    out = tmp_path / "out" / "sel.json"
+    rc, _, err = select(capsys, "--train_samples_path", folder, "--original_prompts_path", prompts(tmp_path),
+                        "--output_path", out, "--max_epochs", 2, "--steps_per_epoch", 2, "--no_plots")  # fmt: skip
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "3.jsonl, line 1: JSON nested too deeply to read" in err
     assert not out.parent.exists()
 
 
