@@ -86,11 +86,11 @@ from limr.dataset import (
 from limr.history import folder_format, load_accuracy, read_training_samples, scan_rollout_log  # noqa: F401
 from limr.jsonio import DataError, all_or_nothing, atomic_write, write_json
 from limr.paper import LINEAR_THETA, MAX_EPOCHS, STEPS_PER_EPOCH, THETA
-from limr.selection_plots import write_plots
+from limr.selection_plots import has_matplotlib, plot_stopping, write_plots
 from limr.stability import epochs_to_reach, jaccard, stability_rows
 from limr.stats import read_question_scores
-from limr.stopping import paper_size, stopping_result
 from limr.step_files import scan_step_files  # noqa: F401  (the readers, for tests that call them from here)
+from limr.stopping import paper_size, stopping_result
 
 METHODS = ("lim", "linear", "rand", "variance", "learnability", "dapo")  # --compare runs these six
 CHOICES = (*METHODS, "passrate")
@@ -553,28 +553,9 @@ def write_stopping(out: Path, result: dict, no_plots: bool) -> list[str]:
     """X.stopping.json and, beside the stability plot, X.stopping.png (inside the caller's all-or-nothing)."""
     write_json(side_path(out, "stopping.json"), result)
     done = [f"wrote the stopping rule's verdicts to {side_path(out, 'stopping.json')}"]
-    if not no_plots and importlib.util.find_spec("matplotlib") is not None:
+    if not no_plots and has_matplotlib():
         plot_stopping(side_path(out, "stopping.png"), result)
     return done
-
-
-def plot_stopping(path: Path, result: dict):
-    """Each epoch's Jaccard with the one before, the rule's level, and the epoch where it stops."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    rows = [r for r in result["rows"] if r["jaccard_previous"] is not None]
-    ax.plot([r["epoch"] for r in rows], [r["jaccard_previous"] for r in rows], ".-", label="Jaccard with previous")
-    ax.axhline(result["rule"]["level"], color="grey", lw=0.8, label=f"level {result['rule']['level']}")
-    if result["stop_epoch"] is not None:
-        ax.axvline(result["stop_epoch"], color="tab:red", ls="--", label=f"stop: epoch {result['stop_epoch']}")
-    ax.set(xlabel="epoch", ylabel="Jaccard", ylim=(-0.05, 1.05),
-           title=f"top {result['num_samples']} by LIM: when stage 1 could stop")  # fmt: skip
-    ax.legend(fontsize=8, loc="lower right")
-    save_png(fig, path)
 
 
 def select_from_scores(args, prompts: list[dict] | None) -> tuple[dict, dict]:
@@ -691,9 +672,7 @@ def run(args) -> None:
         if args.sweep:
             sweep = threshold_sweep(complete)
         if args.stopping:
-            stopping = stopping_result(
-                np.array(list(complete.values())), args.num_samples or paper_size(len(complete))
-            )
+            stopping = stopping_result(list(complete.values()), args.num_samples or paper_size(len(complete)))
         if info["format"] in TEXT_JOINED and result["scores"] is not None:
             complete = spread_text_scores(result, prompts)
     report = build_report(args, info, result, None if prompts is None else len(prompts), compared)

@@ -11,6 +11,11 @@ from limr.paper import LINEAR_THETA, THETA
 from limr.stability import jaccard
 
 
+def has_matplotlib() -> bool:
+    """Plots are optional: matplotlib is the `plot` extra."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def save_png(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -134,6 +139,25 @@ def plot_sweep(path: Path, rows: list[dict], scored: int):
     save_png(fig, path)
 
 
+def plot_stopping(path: Path, result: dict):
+    """Each epoch's Jaccard with the one before, the rule's level, and the epoch where it stops."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    rows = [r for r in result["rows"] if r["jaccard_previous"] is not None]
+    ax.plot([r["epoch"] for r in rows], [r["jaccard_previous"] for r in rows], ".-", label="Jaccard with previous")
+    ax.axhline(result["rule"]["level"], color="grey", lw=0.8, label=f"level {result['rule']['level']}")
+    if result["stop_epoch"] is not None:
+        ax.axvline(result["stop_epoch"], color="tab:red", ls="--", label=f"stop: epoch {result['stop_epoch']}")
+    ax.set(xlabel="epoch", ylabel="Jaccard", ylim=(-0.05, 1.05),
+           title=f"top {result['num_samples']} by LIM: when stage 1 could stop")  # fmt: skip
+    ax.legend(fontsize=8, loc="lower right")
+    save_png(fig, path)
+
+
 def write_plots(
     out: Path,
     method: str,
@@ -148,7 +172,7 @@ def write_plots(
     stability_targets=(),
 ) -> list:
     """Every plot the run has data for, beside `out` (out.stem.<plot>.png); reference: the curve scores follow."""
-    if importlib.util.find_spec("matplotlib") is None:
+    if not has_matplotlib():
         print("warning: matplotlib is not installed; no plots (pip install matplotlib, or pass --no_plots)")
         return []
     beside = out.with_name  # limr.json -> limr.<plot>.png

@@ -110,6 +110,7 @@ def stopping_rows(accuracy: np.ndarray, size: int, rule: StoppingRule = RULE) ->
 def stopping_result(accuracy: np.ndarray, size: int, rule: StoppingRule = RULE) -> dict:
     """X.stopping.json: the rule, K, the stop epoch and every epoch's row; with the hindsight the whole history
     gives: the stopped selection's Jaccard with the one from all epochs, and the share of the epochs saved."""
+    accuracy = np.asarray(accuracy, dtype=float)
     verdict = stopping_rows(accuracy, size, rule)
     result = {"rule": rule.params(), "num_samples": size, "stop_epoch": verdict.stop_epoch, "rows": verdict.rows}
     epochs, stop = accuracy.shape[1], verdict.stop_epoch
