@@ -26,6 +26,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from limr.checksums import NAME as CHECKSUMS
+from limr.checksums import write_checksums
 from limr.cli import refuse_overwriting_inputs, refuse_unwritable_outputs
 from limr.dataset import (
     Warn,
@@ -71,6 +73,7 @@ OUTPUTS = (
     "scores.json",
     *(f"{b}.jsonl" for b in BENCHMARKS),
     "eval_config.json",
+    CHECKSUMS,  # the hash of each file above, checked by scripts/preflight.sh
 )
 
 
@@ -208,6 +211,7 @@ def write_outputs(data: dict, out: Path) -> None:
     for b in BENCHMARKS:
         write_jsonl(out / f"{b}.jsonl", data[f"{b}.jsonl"])
     write_json(out / "eval_config.json", data["eval_config.json"], indent=4)
+    write_checksums(out, [name for name in OUTPUTS if name != CHECKSUMS])  # last: it hashes the files above
 
 
 def write_verl_twins(data: dict, out: Path) -> None:

@@ -126,6 +126,16 @@ def all_or_nothing() -> Iterator[None]:
                 os.unlink(tmp)
 
 
+def pending_path(path: str | os.PathLike) -> Path:
+    """Where the bytes bound for `path` are now: inside all_or_nothing(), the temporary file an atomic_write left for
+    it (not moved yet); elsewhere `path` itself. Lets a manifest written in the same all-or-nothing hash them."""
+    path = Path(path)
+    for tmp, final in _PENDING.get() or ():
+        if final == path:
+            return Path(tmp)
+    return path
+
+
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     with atomic_write(path) as f:
         json.dump(obj, f, ensure_ascii=False, indent=indent)

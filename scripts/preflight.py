@@ -21,6 +21,10 @@ import sys
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's limr, installed or not
+from limr.checksums import NAME as CHECKSUMS  # noqa: E402
+from limr.checksums import listed_sha256  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 GB = 1e9
 # What one node needs per preset (scripts/README.md, "Presets"): CPU RAM for ZeRO-3 offload (fp32 master weights,
@@ -209,18 +213,24 @@ def check_ray_ports(head: bool, master: str, ray_port: int) -> tuple[bool, str]:
 
 
 def check_data(f: Path) -> tuple[bool, str]:
-    """A prompt file is there, in OpenRLHF's format; its hash, to compare across nodes (they read one shared copy)."""
+    """A prompt file is there, in OpenRLHF's format, with the hash data/prepare.py recorded for it in SHA256SUMS
+    (limr/checksums.py); a file it did not write (a selection of yours) shows its hash, to compare across nodes."""
     if not f.is_file():
         return line(False, f"data {f.name}", f"{f} not found", "python data/prepare.py (or the run's PROMPTS_CMD)")
     data = f.read_bytes()
-    rows = [x for x in data.decode().splitlines() if x.strip()]
+    rows = [x for x in data.decode(errors="replace").splitlines() if x.strip()]
     try:
         first = json.loads(rows[0]) if rows else None
     except ValueError:
         first = None
-    ok = isinstance(first, dict) and "label" in first and "context_messages" in first
-    text = f"{len(rows)} rows, sha256 {hashlib.sha256(data).hexdigest()[:16]}"
-    return line(ok, f"data {f.name}", text if ok else f"{text}: not OpenRLHF prompt rows", "python data/prepare.py")
+    digest, listed = hashlib.sha256(data).hexdigest(), listed_sha256(f)
+    text = f"{len(rows)} rows, sha256 {digest[:16]}"
+    if listed is not None and listed != digest:
+        return line(False, f"data {f.name}", f"{text}, but {f.parent / CHECKSUMS} says {listed[:16]}: changed since "
+                    "data/prepare.py wrote it (edited, half-copied?)", "python data/prepare.py")  # fmt: skip
+    if not (isinstance(first, dict) and "label" in first and "context_messages" in first):
+        return line(False, f"data {f.name}", f"{text}: not OpenRLHF prompt rows", "python data/prepare.py")
+    return line(True, f"data {f.name}", text + (f", as {CHECKSUMS} records" if listed else f" (not in a {CHECKSUMS})"))
 
 
 def check_wandb(python: str) -> tuple[bool, str]:

@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import preflight  # noqa: E402
 
+from limr.checksums import write_checksums  # noqa: E402
 from limr.dataset import write_prompt_files  # noqa: E402
+from limr.jsonio import all_or_nothing  # noqa: E402
 
 CHECK_LINE = re.compile(r"^(ok  |FAIL) [^:]+: ")
 
@@ -230,11 +232,28 @@ def test_ray_ports(monkeypatch):
 def test_data(tmp_path):
     jsonl = write_prompt_files(tmp_path / "p.json", [{"id": "a", "prompt": "1+1?", "answer": "2"}])
     got, text = preflight.check_data(jsonl)
-    assert got and "1 rows, sha256 " in text
+    assert got and "1 rows, sha256 " in text and "(not in a SHA256SUMS)" in text
     got, text = preflight.check_data(tmp_path / "p.json")  # the paper's format, not OpenRLHF's rows
     assert not got
     got, text = preflight.check_data(tmp_path / "missing.jsonl")
     assert not got and "not found; fix: python data/prepare.py" in text
+
+
+def test_data_against_the_hashes_prepare_recorded(tmp_path):
+    """data/prepare.py's SHA256SUMS (written in the same all-or-nothing as the files) is what the preflight checks:
+    a file changed after it was written fails, with its fix; a file the manifest does not list only shows its hash."""
+    rows = [{"id": str(i), "prompt": f"{i}+1?", "answer": str(i + 1)} for i in range(3)]
+    with all_or_nothing():
+        jsonl = write_prompt_files(tmp_path / "p.json", rows)
+        write_checksums(tmp_path, ["p.json", "p.jsonl"])
+    assert (tmp_path / "SHA256SUMS").read_text().splitlines()[1].endswith("  p.jsonl")
+    got, text = preflight.check_data(jsonl)
+    assert got and text.endswith(", as SHA256SUMS records"), text
+    jsonl.write_text(jsonl.read_text().splitlines()[0] + "\n")  # half-copied: one row of three
+    got, text = preflight.check_data(jsonl)
+    assert not got and "changed since data/prepare.py wrote it" in text and "fix: python data/prepare.py" in text
+    other = write_prompt_files(tmp_path / "mine.json", rows[:1])  # a selection of the user's own
+    assert preflight.check_data(other)[0]
 
 
 def test_wandb(monkeypatch, tmp_path):

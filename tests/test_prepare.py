@@ -1,5 +1,6 @@
 """Tests of data/prepare.py: the real release end to end, every validation error, and the download route offline."""
 
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -61,9 +62,21 @@ def test_real_writes_exactly_the_listed_files(real_run):
     out, proc = real_run
     names = {"math8k", "limr", "validation"}
     expected = {f"{n}.{ext}" for n in names for ext in ("json", "jsonl", "parquet")}
-    expected |= {"scores.json", "aime24.jsonl", "amc23.jsonl", "math500.jsonl", "eval_config.json"}
+    expected |= {"scores.json", "aime24.jsonl", "amc23.jsonl", "math500.jsonl", "eval_config.json", "SHA256SUMS"}
     assert {p.name for p in out.iterdir()} == expected  # nothing else, no temp files
     assert "limr.json           1389      1389  + limr.jsonl; = scores.json >= 0.6" in proc.stdout
+
+
+def test_real_records_the_hash_of_every_file_it_wrote(real_run):
+    """SHA256SUMS in sha256sum's own format, for every other output, matching the bytes that landed (the preflight
+    checks the run's prompt files against it)."""
+    out, _ = real_run
+    listed = dict(reversed(row.split("  ")) for row in (out / "SHA256SUMS").read_text().splitlines())
+    assert set(listed) == {p.name for p in out.iterdir()} - {"SHA256SUMS"}
+    assert all(hashlib.sha256((out / name).read_bytes()).hexdigest() == h for name, h in listed.items())
+    if shutil.which("sha256sum"):
+        check = subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=out, capture_output=True)
+        assert check.returncode == 0, check.stdout + check.stderr
 
 
 @pytest.mark.parametrize(
