@@ -27,7 +27,9 @@ def declared() -> dict[tuple[str, str], list[Requirement]]:
     out = {}
     for path in paths:
         name, version = path.stem.rsplit("-", 1)
-        lines = [x.removeprefix("Requires-Dist: ") for x in path.read_text().splitlines() if x.startswith("Requires-Dist")]
+        lines = [
+            x.removeprefix("Requires-Dist: ") for x in path.read_text().splitlines() if x.startswith("Requires-Dist")
+        ]
         out[(canonicalize_name(name), version)] = [Requirement(x) for x in lines]
     return out
 
