@@ -2,7 +2,6 @@
 refuses (an integer longer than Python converts, 309+ digits where a float is needed) is one DataError naming the
 file and line, never a traceback. The CLIs that write through atomic_write are run on such paths too."""
 
-import importlib.util
 import json
 import os
 import stat
@@ -10,20 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from load_script import load_script
 
 from limr.cli import refuse_unwritable_outputs
 from limr.jsonio import DataError, all_or_nothing, atomic_write, is_number, iter_jsonl, read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = sys.get_int_max_str_digits() + 1  # 4,301: one more than json.loads converts
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def special_files(folder: Path) -> dict[str, Path]:
@@ -92,9 +84,9 @@ def selection_inputs(tmp_path) -> tuple[Path, Path]:
 def test_clis_refuse_special_outputs_with_one_line(tmp_path, selection_inputs, capsys):
     """lim_selection.py --scores_output /dev/null (as root) used to turn the device into a regular file; grade.py,
     summarize.py and prepare.py write through the same writer."""
-    lim = _load("lim_selection", ROOT / "lim_selection.py")
-    grade = _load("eval_grade_jsonio", ROOT / "eval" / "grade.py")
-    summarize = _load("eval_summarize_jsonio", ROOT / "eval" / "summarize.py")
+    lim = load_script("lim_selection", ROOT / "lim_selection.py")
+    grade = load_script("eval_grade_jsonio", ROOT / "eval" / "grade.py")
+    summarize = load_script("eval_summarize_jsonio", ROOT / "eval" / "summarize.py")
     prompts, scores = selection_inputs
     (tmp_path / "gen.jsonl").write_text(json.dumps({"response": "\\boxed{1}", "answer": "1"}) + "\n")
     results = tmp_path / "eval" / "run" / "step1"
@@ -175,7 +167,7 @@ def test_an_integer_too_large_for_a_float_is_not_a_number():
 
 @pytest.mark.parametrize("bad", ["9" * DIGITS, "1" + "0" * 400])
 def test_lim_selection_refuses_such_numbers_with_one_line(tmp_path, selection_inputs, capsys, bad):
-    lim = _load("lim_selection", ROOT / "lim_selection.py")
+    lim = load_script("lim_selection", ROOT / "lim_selection.py")
     prompts, _ = selection_inputs
     scores = tmp_path / "bad_scores.json"
     scores.write_text('[{"id": "p0", "score": 0.5},\n {"id": "p1", "score": ' + bad + "}]")
@@ -191,8 +183,8 @@ def test_lim_selection_refuses_such_numbers_with_one_line(tmp_path, selection_in
 
 def test_grade_and_summarize_name_the_line_of_an_integer_too_long_to_read(tmp_path, capsys):
     """Both printed json's ValueError as a traceback."""
-    grade = _load("eval_grade_jsonio", ROOT / "eval" / "grade.py")
-    summarize = _load("eval_summarize_jsonio", ROOT / "eval" / "summarize.py")
+    grade = load_script("eval_grade_jsonio", ROOT / "eval" / "grade.py")
+    summarize = load_script("eval_summarize_jsonio", ROOT / "eval" / "summarize.py")
     gen = tmp_path / "gen.jsonl"
     gen.write_text(json.dumps({"response": "\\boxed{1}", "answer": "1"}) + '\n{"response": "x", "answer": "1", "n": '
                    + "9" * DIGITS + "}\n")  # fmt: skip

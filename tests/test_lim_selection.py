@@ -2,7 +2,6 @@
 the original's fill rule, every method, both readers (rollout log and step files, hostile input too, against
 json.loads), the epoch the log carries, bad inputs, and the benchmark scripts at a tiny scale."""
 
-import importlib.util
 import json
 import math
 import os
@@ -13,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from load_script import load_script
 
 import limr.rollout_log
 import limr.step_files
@@ -22,16 +22,8 @@ from limr.jsonio import is_number
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lim = _load("lim_selection", ROOT / "lim_selection.py")
-gen = _load("gen_rollouts", ROOT / "benchmarks" / "gen_rollouts.py")
+lim = load_script("lim_selection", ROOT / "lim_selection.py")
+gen = load_script("gen_rollouts", ROOT / "benchmarks" / "gen_rollouts.py")
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:

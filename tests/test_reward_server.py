@@ -10,7 +10,6 @@ LIMR_LOAD_REQUESTS sets the load test's size (default 20,000 training requests p
 import asyncio
 import base64
 import http.client
-import importlib.util
 import json
 import os
 import queue
@@ -25,6 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from load_script import load_script
 from test_request import BAD_BODIES, END, P, _payload, chat
 
 from limr.dataset import encode_label
@@ -49,18 +49,8 @@ LOAD_REQUESTS = int(os.environ.get("LIMR_LOAD_REQUESTS", "20000"))
 CLIENTS = 64
 
 
-def _load(name: str, path: Path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rs = _load("reward_server", SERVER)
-lim = _load("lim_selection", ROOT / "lim_selection.py")
+rs = load_script("reward_server", SERVER)
+lim = load_script("lim_selection", ROOT / "lim_selection.py")
 
 
 def _basic(user: str, password: str) -> str:

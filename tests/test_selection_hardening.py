@@ -2,26 +2,17 @@
 depth or an integer longer than Python reads is one `error:` line naming the file and line (exit 2, nothing
 written), in the log and in the fork's step files; and one epoch is enough for every method but LINEAR."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from load_script import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DEEP = "[" * 100_000 + "]" * 100_000  # past json's and msgspec's depth limits (RecursionError from both)
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lim = _load("lim_selection", ROOT / "lim_selection.py")
+lim = load_script("lim_selection", ROOT / "lim_selection.py")
 
 
 def line(step, pid, reward, extra: str = "") -> str:
