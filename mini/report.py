@@ -17,7 +17,7 @@ import numpy as np
 
 from limr.jsonio import read_json
 from limr.paper import THETA
-from limr.stats import Interval, excludes_zero, mean_ci, paired_diff_ci, read_question_scores
+from limr.stats import Interval, excludes_zero, mean_ci, paired_diff_ci, read_question_scores, seeds_ci
 
 RUN_ORDER = ("warmup", "full", "limr", "rand", "linear", "passrate")
 # (run, against): RL itself, then the paper's comparisons of each subset with the whole pool and with chance, then
@@ -120,13 +120,21 @@ def markdown(result: dict, facts: dict[int, dict], questions: dict[str, int], ti
     for run, by_bench in result["means"].items():
         cells = [f"{fmt(by_bench[b])} ({', '.join(map(str, result['per_seed'][run][b]))})" for b in benches]
         lines.append(f"| {run} | {questions.get(run, '-')} | " + " | ".join(cells) + " |")
-    lines += ["", "Paired differences, points (same questions; * = interval excludes 0):", "",
-              "| difference | " + " | ".join(titles[b] for b in benches) + f" | per seed ({titles[primary]}) |",
-              "|---|" + "---:|" * (len(benches) + 1)]  # fmt: skip
+    lines += ["", "Paired differences, points (same questions; * = interval excludes 0). The bootstrap columns hold "
+              "evaluation noise only; the t-interval over seeds holds the spread between trainings too: a difference "
+              "is beyond noise only where it excludes 0 as well.", "",
+              "| difference | " + " | ".join(titles[b] for b in benches)
+              + f" | over seeds, t ({titles[primary]}) | per seed ({titles[primary]}) |",
+              "|---|" + "---:|" * (len(benches) + 2)]  # fmt: skip
     for name, by_bench in result["diffs"].items():
         a, b = name.split("-")
         per = result["per_seed_diffs"][name][primary]
         cells = [fmt(by_bench[k], sign=True) + (" *" if excludes_zero(by_bench[k]) else "") for k in benches]
+        if len(per) >= 2:
+            over = seeds_ci(per)
+            cells.append(fmt(over, sign=True) + (" *" if excludes_zero(over) else ""))
+        else:
+            cells.append("- (one seed)")
         lines.append(f"| {a} - {b} | " + " | ".join(cells) + f" | {', '.join(f'{x:+.1f}' for x in per)} |")
     curves = [f["stage1_epoch_accuracy"] for f in facts.values()]
     mean_curve = np.mean([c[: min(map(len, curves))] for c in curves], axis=0)

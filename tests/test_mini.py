@@ -204,6 +204,7 @@ def test_report_has_every_run_with_intervals_and_the_selection_facts(run_dir, su
     assert facts["passrate"]["selected"] == len(subsets["passrate"])
     text = (run_dir / "report.md").read_text()
     assert "| full - warmup |" in text and "Stage 1's training accuracy by epoch" in text
+    assert "over seeds, t" in text and "- (one seed)" in text  # one seed: no spread between trainings to measure
     assert "| limr - passrate |" in text and "PASSRATE: the warm-up's pass rate" in text
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from limr.stats import Interval, excludes_zero, mean_ci, paired_diff_ci
+from limr.stats import Interval, excludes_zero, mean_ci, paired_diff_ci, seeds_ci, t_quantile
 
 
 def test_constant_scores_have_a_zero_width_interval():
@@ -84,3 +84,53 @@ def test_seeded_and_scaled():
 def test_bad_input_is_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("df, want", [(1, 12.7062), (2, 4.302653), (4, 2.776445), (9, 2.262157), (30, 2.042272)])
+def test_t_quantile_matches_the_table(df, want):
+    assert t_quantile(0.975, df) == pytest.approx(want, abs=1e-5)
+
+
+def test_seeds_ci_is_the_t_interval_over_seeds():
+    """The issue's example: LIMR - FULL per seed +0.4, -5.2, +0.2 is [-9.4, +6.4] over seeds, where the bootstrap
+    over questions and samples said [-2.6, -0.5]."""
+    ci = seeds_ci([0.4, -5.2, 0.2])
+    assert (round(ci.estimate, 2), round(ci.low, 1), round(ci.high, 1)) == (-1.53, -9.4, 6.4)
+    assert not excludes_zero(ci)
+    for bad in ([1.0], [1.0, math.nan], [[1.0, 2.0]]):
+        with pytest.raises(ValueError):
+            seeds_ci(bad)
+
+
+def simulated_seeds(rng, n_seeds: int, seed_sd: float, questions: int = 200, samples: int = 4) -> list[np.ndarray]:
+    """Each seed: a training effect drawn N(0, seed_sd) on the accuracy scale, its own held-out questions (difficulty
+    Beta(2, 2)), `samples` 0/1 scores a question: (questions x samples) arrays, as the miniature's seeds give."""
+    out = []
+    for _ in range(n_seeds):
+        p = np.clip(rng.beta(2, 2, questions) + rng.normal(0, seed_sd), 0, 1)
+        out.append((rng.random((questions, samples)) < p[:, None]).astype(float))
+    return out
+
+
+def true_mean(seed_sd: float) -> float:
+    rng = np.random.default_rng(99)
+    return float(np.clip(rng.beta(2, 2, 2_000_000) + rng.normal(0, seed_sd, 2_000_000), 0, 1).mean())
+
+
+@pytest.mark.parametrize("n_seeds", [3, 5])
+def test_seeds_ci_covers_the_mean_with_between_seed_noise(n_seeds):
+    """Known between-seed variance (sd 0.1 on accuracy): the t-interval over seeds covers the true mean ~95% of the
+    time; the bootstrap over questions and samples, seeds as strata, misses it most of the time (it measures
+    evaluation noise only), which is why the study reports both."""
+    seed_sd, truth, rng = 0.1, true_mean(0.1), np.random.default_rng(7)
+    reps = 600
+    hits = sum(
+        (ci := seeds_ci([s.mean() for s in simulated_seeds(rng, n_seeds, seed_sd)])).low <= truth <= ci.high
+        for _ in range(reps)
+    )
+    assert 0.92 <= hits / reps <= 0.98, hits / reps
+    boot_hits = sum(
+        (ci := mean_ci(simulated_seeds(rng, n_seeds, seed_sd), resamples=300, seed=i)).low <= truth <= ci.high
+        for i in range(60)
+    )
+    assert boot_hits / 60 < 0.7, boot_hits / 60
