@@ -68,12 +68,17 @@ def to_openrlhf_row(item: dict, split: str = "train", system_prompt: str = SYSTE
     }
 
 
-def openrlhf_path(prompt_json: str | os.PathLike) -> Path:
-    """`X.json` -> `X.jsonl`: where the OpenRLHF twin of a prompt file lives."""
+def twin_path(prompt_json: str | os.PathLike, suffix: str) -> Path:
+    """`X.json` -> `X<suffix>`: where an engine's twin of a prompt file lives (.jsonl OpenRLHF's, .parquet verl's)."""
     p = Path(prompt_json)
     if p.suffix != ".json":
         raise DataError(f"{p}: a prompt file must end in .json")
-    return p.with_suffix(".jsonl")
+    return p.with_suffix(suffix)
+
+
+def openrlhf_path(prompt_json: str | os.PathLike) -> Path:
+    """`X.json` -> `X.jsonl`: where the OpenRLHF twin of a prompt file lives."""
+    return twin_path(prompt_json, ".jsonl")
 
 
 def write_prompt_files(prompt_json: str | os.PathLike, items: Iterable[dict], split: str = "train") -> Path:

@@ -13,11 +13,12 @@ twice; the counts are what this file fixes. Rows are copied byte for byte (limr/
 """
 
 import argparse
-import os
 import random
 import sys
-import tempfile
 from pathlib import Path
+
+from limr.cli import same_file
+from limr.jsonio import atomic_write
 
 
 def full_batch_rows(rows: list, batch: int, steps: int, seed: int) -> list:
@@ -37,19 +38,12 @@ def full_batch_rows(rows: list, batch: int, steps: int, seed: int) -> list:
 
 def write_full_batches(prompts: Path, output: Path, batch: int, steps: int, seed: int) -> int:
     """Write the file atomically (never a half-written one, never over its input); returns its row count."""
-    if output.resolve() == prompts.resolve():
+    if same_file(output, prompts):
         raise ValueError(f"--output would overwrite its input {prompts}")
     lines = [line if line.endswith("\n") else line + "\n" for line in prompts.read_text().splitlines() if line.strip()]
     rows = full_batch_rows(lines, batch, steps, seed)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.writelines(rows)
-        os.replace(tmp, output)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(output) as f:
+        f.writelines(rows)
     return len(rows)
 
 

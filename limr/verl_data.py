@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from limr.dataset import SPLITS, load_prompts
+from limr.dataset import SPLITS, load_prompts, twin_path
 from limr.jsonio import DataError, atomic_write
 from limr.paper import SYSTEM_PROMPT
 
@@ -51,10 +51,7 @@ def to_verl_row(item: dict, index: int, split: str = "train", system_prompt: str
 
 def verl_path(prompt_json: str | os.PathLike) -> Path:
     """`X.json` -> `X.parquet`: where the verl twin of a prompt file lives."""
-    p = Path(prompt_json)
-    if p.suffix != ".json":
-        raise DataError(f"{p}: a prompt file must end in .json")
-    return p.with_suffix(".parquet")
+    return twin_path(prompt_json, ".parquet")
 
 
 def write_verl_parquet(path: str | os.PathLike, items: Iterable[dict], split: str = "train") -> None:

@@ -2,14 +2,13 @@
 before any model is loaded or file written: benchmark names that are paths, an unbounded --workers, and folders
 whose names give one step twice (Unicode digits, leading zeros). No model is needed: every case stops first."""
 
-import importlib.util
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
+from load_script import load_script
 
 from limr.cli import MAX_WORKERS
 from limr.folders import step_folders
@@ -19,16 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTING = {"n": 1, "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 8}
 
 
-def load_module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-evaluate = load_module(ROOT / "eval" / "evaluate.py", "eval_evaluate_hardening")
-summarize = load_module(ROOT / "eval" / "summarize.py", "eval_summarize_hardening")
+evaluate = load_script("eval_evaluate_hardening", ROOT / "eval" / "evaluate.py")
+summarize = load_script("eval_summarize_hardening", ROOT / "eval" / "summarize.py")
 
 
 def tree(folder: Path) -> dict[str, bytes | None]:

@@ -12,7 +12,6 @@ sampled or greedy, which fixes the accuracies: right where the gold answer is 5.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from load_script import load_script
 
 from limr.paper import SYSTEM_PROMPT
 
@@ -54,16 +54,7 @@ ROW_KEYS = [
 ]
 
 
-def load_module(path: Path, name: str):
-    """A script of eval/ imported from its path (eval/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-evaluate = load_module(EVALUATE, "eval_evaluate")
+evaluate = load_script("eval_evaluate", EVALUATE)
 
 
 def run(*args: str, cwd: Path = ROOT, script: Path = EVALUATE) -> subprocess.CompletedProcess:
