@@ -29,7 +29,7 @@ demo-tiny: setup
 	$(PY) mini/run.py --size tiny --out outputs/mini-tiny --overwrite
 
 demo-study: setup
-	$(PY) mini/run.py --size default --seeds 0,1,2 --out outputs/mini-study --overwrite
+	$(PY) mini/run.py --size default --seeds 0,1,2,3,4 --rand_draws 3 --out outputs/mini-study --overwrite
 
 selection-demo: setup
 	$(PY) scripts/demo.py

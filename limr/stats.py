@@ -144,6 +144,15 @@ def seeds_ci(values: Sequence[float], level: float = LEVEL) -> Interval:
     return Interval(float(x.mean()), float(x.mean() - half), float(x.mean() + half))
 
 
+def seed_prediction(values: Sequence[float], level: float = LEVEL) -> Interval:
+    """Where one more seed's value falls, from per-seed values: mean ± t · sd · √(1 + 1/n). Wider than `seeds_ci`
+    (which places the mean): one new training, on another seed or another machine, is one draw, not a mean."""
+    lo = seeds_ci(values, level)  # checks the input
+    x = np.asarray(values, dtype=float)
+    half = t_quantile((1 + level) / 2, len(x) - 1) * x.std(ddof=1) * math.sqrt(1 + 1 / len(x))
+    return Interval(lo.estimate, lo.estimate - half, lo.estimate + half)
+
+
 def excludes_zero(interval: Interval) -> bool:
     """Whether a difference's interval lies wholly on one side of zero: beyond this noise."""
     return interval.low > 0 or interval.high < 0

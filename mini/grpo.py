@@ -8,18 +8,22 @@ and writes the rollout log. Group-normalised advantages, one update per batch (o
 
 Checkpoints are saved as OpenRLHF's --save_hf_ckpt names them, <ckpt_dir>/global_step{N}_hf (model + tokenizer),
 so eval/evaluate.py --run_path reads them unchanged.
+
+`python -m mini.grpo JOB.json` is one run as its own process (a job file that mini/run.py writes): the runs of
+stage 2 go side by side, one torch thread each.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 
 from transformers import TrainerCallback
 
 from limr.dataset import encode_label
-from mini.policy import messages, save
-from mini.serve import post_samples
+from mini.policy import build_tokenizer, messages, save
+from mini.serve import post_samples, reward_server
 
 
 class ServerReward:
@@ -121,3 +125,33 @@ def train(model, tokenizer, items: list[dict], cfg: dict, steps: int, url: str, 
     trainer.train()
     with contextlib.suppress(OSError):  # TRL's output_dir stays empty: checkpoints are SaveHF's
         Path(args.output_dir).rmdir()
+
+
+def run_job(job: dict) -> None:
+    """One run from a checkpoint: its reward server (the rollout log, steps of batch x group samples, passes of the
+    prompts' whole steps), then `steps` GRPO updates, checkpoints in `ckpt_dir`."""
+    from transformers import AutoModelForCausalLM
+
+    from limr.dataset import load_prompts
+
+    cfg, items = job["cfg"], load_prompts(job["prompts"])
+    B, G = cfg["batch"], cfg["group"]
+    model = AutoModelForCausalLM.from_pretrained(job["model"])
+    with reward_server(Path(job["rollout_log"]), B * G, (len(items) // B) * B * G, job["workers"]) as url:
+        train(model, build_tokenizer(), items, cfg, job["steps"], url, Path(job["ckpt_dir"]), job["seed"],
+              job["save_every"])  # fmt: skip
+
+
+def main(argv=None) -> int:
+    from limr.jsonio import read_json
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m mini.grpo JOB.json", file=sys.stderr)
+        return 2
+    run_job(read_json(argv[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,7 +17,15 @@ import numpy as np
 
 from limr.jsonio import read_json
 from limr.paper import THETA
-from limr.stats import Interval, excludes_zero, mean_ci, paired_diff_ci, read_question_scores, seeds_ci
+from limr.stats import (
+    Interval,
+    excludes_zero,
+    mean_ci,
+    paired_diff_ci,
+    read_question_scores,
+    seed_prediction,
+    seeds_ci,
+)
 
 RUN_ORDER = ("warmup", "full", "limr", "rand", "linear", "passrate")
 # (run, against): RL itself, then the paper's comparisons of each subset with the whole pool and with chance, then
@@ -25,6 +33,8 @@ RUN_ORDER = ("warmup", "full", "limr", "rand", "linear", "passrate")
 DIFFS = (("full", "warmup"), ("limr", "full"), ("rand", "full"), ("linear", "full"), ("passrate", "full"),
          ("limr", "rand"), ("linear", "rand"), ("passrate", "rand"), ("limr", "passrate"))  # fmt: skip
 METHOD_FILES = {"limr": "lim", "rand": "rand", "linear": "linear", "passrate": "passrate"}
+GREEDY = "mini"  # the held-out set's greedy protocol (mini/run.py: TEST)
+BEST = "mini_best"  # the held-out set at the warm-up's best temperature on validation (mini/run.py: BEST)
 
 
 def score_matrix(path: Path) -> np.ndarray:
@@ -38,6 +48,19 @@ def final_folder(eval_dir: Path, run: str) -> Path:
         return eval_dir / "warmup" / "base"
     steps = [int(p.name[4:]) for p in (eval_dir / run).glob("step*") if (p / "results.json").is_file()]
     return eval_dir / run / f"step{max(steps)}"
+
+
+def pass_at(matrix: np.ndarray) -> float:
+    """pass@n of a (questions x n samples) 0/1 array: the share of questions with at least one right sample."""
+    return float((matrix > 0).any(axis=1).mean())
+
+
+def level_accuracy(path: Path, levels: dict[str, int]) -> dict[str, float]:
+    """Accuracy % per difficulty level of one responses file (levels: question id -> level, data/levels.json)."""
+    by_level: dict[int, list[float]] = {}
+    for pid, scores in read_question_scores(path).items():
+        by_level.setdefault(levels[pid], []).extend(scores)
+    return {f"level{k}": round(100 * float(np.mean(v)), 2) for k, v in sorted(by_level.items())}
 
 
 def level_mix(items: list[dict]) -> dict[str, int]:
@@ -79,24 +102,69 @@ def fmt(ci: Interval, sign: bool = False) -> str:
     return f"{ci.estimate:{p}.1f} [{ci.low:{p}.1f}, {ci.high:{p}.1f}]"
 
 
-def study(seed_dirs: dict[int, Path], runs: list[str], benches: list[str], primary: str) -> dict:
-    """Means with intervals and paired differences over the seeds' output folders, per benchmark (protocol)."""
-    scores = {(run, b): [score_matrix(final_folder(d / "eval", run) / f"{b}.jsonl") for d in seed_dirs.values()]
-              for run in runs for b in benches}  # fmt: skip
-    means = {run: {b: mean_ci(scores[run, b]).scaled(100) for b in benches} for run in runs}
-    per_seed = {run: {b: [round(100 * m.mean(), 1) for m in scores[run, b]] for b in benches} for run in runs}
-    diffs, per_seed_diffs = {}, {}
+def spread(per_seed: list[float], matrices: list[np.ndarray] | None = None) -> Interval:
+    """A mean over seeds with its interval: the t-interval over the per-seed values (the spread between trainings,
+    evaluation noise within it); with one seed there is no spread to measure, and the interval is the bootstrap over
+    questions and samples of its matrix (evaluation noise only)."""
+    if len(per_seed) >= 2:
+        return seeds_ci(per_seed)
+    return mean_ci(matrices).scaled(100)
+
+
+def study(seed_dirs: dict[int, Path], runs: list[str], benches: list[str], primary: str,
+          rands: tuple[str, ...] = ("rand",)) -> dict:  # fmt: skip
+    """Means with intervals and paired differences over the seeds' output folders, per benchmark (protocol).
+
+    RAND's value in a seed is the mean over its draws (`rands`: each a stage-2 run), so a seed's RAND is not one
+    lucky or unlucky subset. Intervals are over seeds (`spread`); `eval_noise` keeps the bootstrap's for reference."""
+    dirs = list(seed_dirs.values())
+
+    def matrices(run: str, bench: str, folder: Path) -> list[np.ndarray]:
+        names = rands if run == "rand" else (run,)
+        return [score_matrix(final_folder(folder / "eval", name) / f"{bench}.jsonl") for name in names]
+
+    draws = {(run, b): [matrices(run, b, d) for d in dirs] for run in runs for b in benches}
+    mean_of = {key: [np.mean(m, axis=0) for m in per_seed] for key, per_seed in draws.items()}  # draws averaged
+    per_seed = {run: {b: [round(100 * float(m.mean()), 2) for m in mean_of[run, b]] for b in benches} for run in runs}
+    means = {run: {b: spread(per_seed[run][b], mean_of[run, b]) for b in benches} for run in runs}
+    sampled = [b for b in benches if draws[runs[0], b][0][0].shape[1] > 1]
+    pass_n = {run: {b: [round(100 * float(np.mean([pass_at(m) for m in ms])), 2) for ms in draws[run, b]]
+                    for b in sampled} for run in runs}  # fmt: skip
+    diffs, per_seed_diffs, eval_noise = {}, {}, {}
     for a, b in DIFFS:
         if a in runs and b in runs:
-            pairs = {bench: list(zip(scores[a, bench], scores[b, bench], strict=True)) for bench in benches}
-            diffs[f"{a}-{b}"] = {
-                bench: paired_diff_ci(scores[a, bench], scores[b, bench]).scaled(100) for bench in benches
-            }
-            per_seed_diffs[f"{a}-{b}"] = {
-                bench: [round(100 * (x.mean() - y.mean()), 1) for x, y in pairs[bench]] for bench in benches
-            }
-    return {"seeds": list(seed_dirs), "benches": benches, "primary": primary, "means": means, "per_seed": per_seed,
-            "diffs": diffs, "per_seed_diffs": per_seed_diffs}  # fmt: skip
+            name = f"{a}-{b}"
+            per_seed_diffs[name] = {k: [round(x - y, 2) for x, y in zip(per_seed[a][k], per_seed[b][k], strict=True)]
+                                    for k in benches}  # fmt: skip
+            eval_noise[name] = {k: paired_diff_ci(mean_of[a, k], mean_of[b, k]).scaled(100) for k in benches}
+            diffs[name] = {k: seeds_ci(per_seed_diffs[name][k]) if len(dirs) >= 2 else eval_noise[name][k]
+                           for k in benches}  # fmt: skip
+    result = {"seeds": list(seed_dirs), "benches": benches, "primary": primary, "rand_draws": len(rands),
+              "means": means, "per_seed": per_seed, "pass_at_n": pass_n, "diffs": diffs,
+              "per_seed_diffs": per_seed_diffs, "eval_noise": eval_noise}  # fmt: skip
+    if "warmup" in runs and all((final_folder(d / "eval_best", "warmup") / f"{BEST}.jsonl").is_file() for d in dirs):
+        result["best"] = best_baseline(dirs, runs, per_seed)
+    result["levels"] = {run: levels_over_seeds(dirs, run) for run in runs if run != "rand"}
+    return result
+
+
+def best_baseline(dirs: list[Path], runs: list[str], per_seed: dict) -> dict:
+    """The warm-up at its best temperature on validation, on the held-out set, per seed; and what each trained run's
+    greedy accuracy gains over it: does RL teach more than a lower temperature would?"""
+    chosen = [read_json(d / "data" / "best.json")[BEST]["temperature"] for d in dirs]
+    accuracy = [round(100 * float(score_matrix(final_folder(d / "eval_best", "warmup") / f"{BEST}.jsonl").mean()), 2)
+                for d in dirs]  # fmt: skip
+    gains = {run: [round(g - w, 2) for g, w in zip(per_seed[run][GREEDY], accuracy, strict=True)]
+             for run in runs if run != "warmup"}  # fmt: skip
+    over = {run: seeds_ci(v) for run, v in gains.items()} if len(dirs) >= 2 else {}
+    return {"temperature": chosen, "accuracy": accuracy, "greedy_gain": gains, "greedy_gain_over_seeds": over}
+
+
+def levels_over_seeds(dirs: list[Path], run: str) -> dict[str, list[float]]:
+    """Greedy accuracy % per difficulty level, per seed."""
+    per = [level_accuracy(final_folder(d / "eval", run) / f"{GREEDY}.jsonl", read_json(d / "data" / "levels.json"))
+           for d in dirs]  # fmt: skip
+    return {level: [p[level] for p in per] for level in per[0]}
 
 
 def as_json(result: dict) -> dict:
@@ -110,32 +178,63 @@ def as_json(result: dict) -> dict:
     return plain(result)
 
 
+def per(values: list[float], sign: bool = False) -> str:
+    return ", ".join(f"{x:+.1f}" if sign else f"{x:.1f}" for x in values)
+
+
 def markdown(result: dict, facts: dict[int, dict], questions: dict[str, int], titles: dict[str, str]) -> str:
     benches, primary, seeds = result["benches"], result["primary"], result["seeds"]
-    lines = [f"Seeds {', '.join(map(str, seeds))}; held-out accuracy %, mean over seeds [95% interval: bootstrap "
-             "over questions and samples, seeds as strata]; per-seed values in parentheses after it. Primary metric: "
-             f"{titles[primary]}.", "",
+    many = len(seeds) >= 2
+    how = ("95% t-interval over seeds: the spread between trainings, evaluation noise within it" if many else
+           "95% bootstrap interval over questions and samples: evaluation noise only, one seed has no spread between "
+           "trainings to measure")  # fmt: skip
+    draws = f"; RAND is the mean of {result['rand_draws']} draws a seed" if result["rand_draws"] > 1 else ""
+    lines = [f"Seeds {', '.join(map(str, seeds))}; held-out accuracy %, mean over seeds [{how}]; per-seed values in "
+             f"parentheses{draws}. Primary metric: {titles[primary]}.", "",
              "| run | #prompts | " + " | ".join(titles[b] for b in benches) + " |",
              "|---|---:|" + "---:|" * len(benches)]  # fmt: skip
     for run, by_bench in result["means"].items():
-        cells = [f"{fmt(by_bench[b])} ({', '.join(map(str, result['per_seed'][run][b]))})" for b in benches]
+        cells = [f"{fmt(by_bench[b])} ({per(result['per_seed'][run][b])})" for b in benches]
         lines.append(f"| {run} | {questions.get(run, '-')} | " + " | ".join(cells) + " |")
-    lines += ["", "Paired differences, points (same questions; * = interval excludes 0). The bootstrap columns hold "
-              "evaluation noise only; the t-interval over seeds holds the spread between trainings too: a difference "
-              "is beyond noise only where it excludes 0 as well.", "",
+    sampled = list(next(iter(result["pass_at_n"].values())))
+    if sampled:
+        lines += ["", "pass@n (a question counts if any of its n samples is right), mean over seeds (per seed):", "",
+                  "| run | " + " | ".join(f"pass@{titles[b]}" for b in sampled) + " |",
+                  "|---|" + "---:|" * len(sampled)]  # fmt: skip
+        for run, by_bench in result["pass_at_n"].items():
+            cells = [f"{np.mean(by_bench[b]):.1f} ({per(by_bench[b])})" for b in sampled]
+            lines.append(f"| {run} | " + " | ".join(cells) + " |")
+    if "best" in result:
+        best = result["best"]
+        lines += ["", "The warm-up at its best temperature (chosen per seed on the validation set, 4 samples there; "
+                  f"T {per(best['temperature'])}) scores {per(best['accuracy'])} on the held-out set "
+                  f"(mean {np.mean(best['accuracy']):.1f}). Greedy accuracy minus that baseline, points: what RL "
+                  "teaches beyond a lower temperature.", "",
+                  "| run | mean [95% t over seeds] | per seed |", "|---|---:|---:|"]  # fmt: skip
+        for run, gains in best["greedy_gain"].items():
+            over = best["greedy_gain_over_seeds"].get(run)
+            cell = fmt(over, sign=True) + (" *" if excludes_zero(over) else "") if over else f"{gains[0]:+.1f}"
+            lines.append(f"| {run} | {cell} | {per(gains, sign=True)} |")
+    eval_title = "bootstrap: evaluation noise only"
+    lines += ["", f"Paired differences, points (same questions; * = the interval excludes 0: beyond noise). Intervals: "
+              f"{how}; the last column, for reference, is the bootstrap over questions and samples.", "",
               "| difference | " + " | ".join(titles[b] for b in benches)
-              + f" | over seeds, t ({titles[primary]}) | per seed ({titles[primary]}) |",
+              + f" | per seed ({titles[primary]}) | {eval_title} ({titles[primary]}) |",
               "|---|" + "---:|" * (len(benches) + 2)]  # fmt: skip
     for name, by_bench in result["diffs"].items():
         a, b = name.split("-")
-        per = result["per_seed_diffs"][name][primary]
         cells = [fmt(by_bench[k], sign=True) + (" *" if excludes_zero(by_bench[k]) else "") for k in benches]
-        if len(per) >= 2:
-            over = seeds_ci(per)
-            cells.append(fmt(over, sign=True) + (" *" if excludes_zero(over) else ""))
-        else:
-            cells.append("- (one seed)")
-        lines.append(f"| {a} - {b} | " + " | ".join(cells) + f" | {', '.join(f'{x:+.1f}' for x in per)} |")
+        cells += [
+            per(result["per_seed_diffs"][name][primary], sign=True),
+            fmt(result["eval_noise"][name][primary], sign=True),
+        ]
+        lines.append(f"| {a} - {b} | " + " | ".join(cells) + " |")
+    levels = result["levels"]
+    names = list(next(iter(levels.values())))
+    lines += ["", "Greedy accuracy % by difficulty level, mean over seeds:", "",
+              "| run | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]  # fmt: skip
+    for run, by_level in levels.items():
+        lines.append(f"| {run} | " + " | ".join(f"{np.mean(by_level[k]):.1f}" for k in names) + " |")
     curves = [f["stage1_epoch_accuracy"] for f in facts.values()]
     mean_curve = np.mean([c[: min(map(len, curves))] for c in curves], axis=0)
     lines += ["", "Stage 1's training accuracy by epoch (samples at the training temperature), mean over seeds: "
@@ -175,23 +274,34 @@ def passrate_line(facts: dict[int, dict]) -> str:
 
 
 def beside(result: dict, committed: dict, titles: dict[str, str]) -> str:
-    """This seed's numbers next to the committed study's (mean [interval], per-seed min..max): does this machine agree?"""
+    """This seed's numbers next to the committed study's: its mean, and the range one more seed falls in 95% of the
+    time (limr.stats.seed_prediction over the study's per-seed values). Another machine or seed lands in that range,
+    not on the mean."""
     lines = [f"Beside the study in mini/study.json (seeds {', '.join(map(str, committed['seeds']))}): "
-             "this run | study mean [95% interval] | study's seeds min..max", ""]  # fmt: skip
+             "this run | study mean | where one more seed falls (95% prediction) | inside?", ""]  # fmt: skip
+    outside = 0
+
+    def row(label: str, value: float, seeds: list[float], sign: bool) -> None:
+        nonlocal outside
+        p = "+" if sign else ""
+        rng = seed_prediction(seeds)
+        inside = rng.low <= value <= rng.high
+        outside += not inside
+        lines.append(f"  {label:38} {value:{p}6.1f} | {rng.estimate:{p}6.1f} | [{rng.low:{p}.1f}, {rng.high:{p}.1f}] | "
+                     + ("yes" if inside else "NO"))  # fmt: skip
+
     for run, by_bench in result["means"].items():
         for b, ci in by_bench.items():
-            if run in committed["means"] and b in committed["means"][run]:
-                est, low, high = committed["means"][run][b]
-                seeds = committed["per_seed"][run][b]
-                lines.append(f"  {run:8} {titles[b]:20} {ci.estimate:5.1f} | {est:5.1f} [{low:.1f}, {high:.1f}] | "
-                             f"{min(seeds):.1f}..{max(seeds):.1f}")  # fmt: skip
+            seeds = committed.get("per_seed", {}).get(run, {}).get(b)
+            if seeds and len(seeds) >= 2:
+                row(f"{run} {titles[b]}", ci.estimate, seeds, sign=False)
     primary = result["primary"]
     for name, by_bench in result["diffs"].items():
-        if name in committed.get("per_seed_diffs", {}):
-            est, low, high = committed["diffs"][name][primary]
-            seeds = committed["per_seed_diffs"][name][primary]
-            lines.append(f"  {name:15} {titles[primary]:20} {by_bench[primary].estimate:+5.1f} | {est:+5.1f} "
-                         f"[{low:+.1f}, {high:+.1f}] | {min(seeds):+.1f}..{max(seeds):+.1f}")  # fmt: skip
+        seeds = committed.get("per_seed_diffs", {}).get(name, {}).get(primary)
+        if seeds and len(seeds) >= 2:
+            row(f"{name} {titles[primary]}", by_bench[primary].estimate, seeds, sign=True)
+    lines += ["", f"{len(lines) - 2 - outside} of {len(lines) - 2} inside the study's ranges"
+              + (" (about 1 in 20 falls outside by chance)" if outside else "") + "."]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -218,3 +328,38 @@ def plot(facts: dict, scores: dict[int, list[float]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def readme_tables(study: dict) -> str:
+    """The README's study tables, rendered from mini/study.json (a test holds the README to this text): each run's
+    mean with its 95% t-interval over seeds, pass@4, the paired differences and the best-temperature baseline."""
+    benches, primary = study["benches"], study["primary"]
+    names = {"mini": "greedy", "mini_t04": "4 samples at T 0.4", "mini_t10": "4 samples at T 1.0"}
+    sampled = list(next(iter(study["pass_at_n"].values())))
+
+    def cell(triple, sign=False):
+        p = "+" if sign else ""
+        est, low, high = triple
+        star = sign and (low > 0 or high < 0)
+        text = f"{est:{p}.1f} [{low:{p}.1f}, {high:{p}.1f}]"
+        return f"**{text}**" if star else text
+
+    head = [names.get(b, b) + (" (primary)" if b == primary else "") for b in benches]
+    lines = ["| run | #prompts | " + " | ".join(head) + " | " + " | ".join(f"pass@4, {names[b][12:]}" for b in sampled)
+             + " |", "|---|---:|" + "---:|" * (len(benches) + len(sampled))]  # fmt: skip
+    for run, by_bench in study["means"].items():
+        passes = [cell(as_json({"x": seeds_ci(study["pass_at_n"][run][b])})["x"]) for b in sampled]
+        lines.append(f"| {run} | {study['questions'].get(run, '-')} | "
+                     + " | ".join(cell(by_bench[b]) for b in benches) + " | " + " | ".join(passes) + " |")  # fmt: skip
+    lines += ["", f"| difference | {names[benches[0]]} | {names[primary]} (primary) | per seed ({names[primary]}) |",
+              "|---|---:|---:|---:|"]  # fmt: skip
+    for name, by_bench in study["diffs"].items():
+        per_seed = ", ".join(f"{x:+.1f}" for x in study["per_seed_diffs"][name][primary])
+        lines.append(f"| {name.replace('-', ' - ')} | {cell(by_bench[benches[0]], True)} | "
+                     f"{cell(by_bench[primary], True)} | {per_seed} |")  # fmt: skip
+    best = study["best"]
+    lines += ["", "| run | greedy − warm-up at its best temperature | per seed |", "|---|---:|---:|"]
+    for run, gains in best["greedy_gain"].items():
+        lines.append(f"| {run} | {cell(best['greedy_gain_over_seeds'][run], True)} | "
+                     + ", ".join(f"{x:+.1f}" for x in gains) + " |")  # fmt: skip
+    return "\n".join(lines) + "\n"

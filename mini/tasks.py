@@ -14,8 +14,11 @@ Every solution ends with the answer in `\\boxed{}`, so the paper's reward (`limr
 from __future__ import annotations
 
 import random
+import re
+from typing import NamedTuple
 
 LEVELS = (1, 2, 3, 4)
+QUESTION_RE = re.compile(r"Compute (\d+)([-+*])(\d+)\.")
 
 
 def add_steps(a: int, b: int) -> str:
@@ -58,17 +61,28 @@ def make_problem(rng: random.Random, level: int) -> tuple[str, str, str]:
     return f"Compute {q}.", f"{steps} \\boxed{{{ans}}}", str(ans)
 
 
-def make_items(n: int, rng: random.Random, prefix: str, seen: set[str], unique: bool = True) -> list[dict]:
-    """n new problems (none in `seen`, which grows), levels in turn, as prompt-file items
+def problem_key(question: str) -> tuple:
+    """What makes two questions the same problem: the operator and its operands, unordered where the operator
+    commutes (`47+38` and `38+47` are one problem; `83-47` and `47-83` are two)."""
+    m = QUESTION_RE.fullmatch(question)
+    if m is None:
+        raise ValueError(f"not a question of this task family: {question!r}")
+    a, op, b = int(m[1]), m[2], int(m[3])
+    return (op, *sorted((a, b))) if op in "+*" else (op, a, b)
+
+
+def make_items(n: int, rng: random.Random, prefix: str, seen: set[tuple], unique: bool = True) -> list[dict]:
+    """n new problems (none in `seen`, a set of `problem_key`s, which grows), levels in turn, as prompt-file items
     {id, prompt, answer, source} plus `solution` and `level`; `unique=False` allows repeats within these n."""
     items = []
     while len(items) < n:
         level = LEVELS[len(items) % len(LEVELS)]
         question, solution, answer = make_problem(rng, level)
-        if question in seen:
+        key = problem_key(question)
+        if key in seen:
             continue
         if unique:
-            seen.add(question)
+            seen.add(key)
         items.append(
             {
                 "id": f"{prefix}-{len(items):05d}",
@@ -82,11 +96,19 @@ def make_items(n: int, rng: random.Random, prefix: str, seen: set[str], unique: 
     return items
 
 
-def make_splits(n_pool: int, n_test: int, n_warmup: int, seed: int) -> tuple[list[dict], list[dict], list[dict]]:
-    """Training pool, held-out test set and supervised warm-up set: pool and test questions are distinct and unseen
-    in warm-up (whose own questions may repeat)."""
+class Splits(NamedTuple):
+    pool: list[dict]  # RL's training prompts (stage 1 and the subsets of stage 2)
+    val: list[dict]  # validation: every setting that is tuned is tuned here
+    test: list[dict]  # held out: read once per reported run
+    warm: list[dict]  # the supervised warm-up's problems (may repeat among themselves)
+
+
+def make_splits(n_pool: int, n_val: int, n_test: int, n_warmup: int, seed: int) -> Splits:
+    """The four sets of one seed: pool, validation and test are distinct problems (a commuted twin counts as the same
+    problem), and none of them is in the warm-up set."""
     rng, seen = random.Random(seed), set()
     pool = make_items(n_pool, rng, "pool", seen)
+    val = make_items(n_val, rng, "val", seen)
     test = make_items(n_test, rng, "test", seen)
     warm = make_items(n_warmup, rng, "warm", seen, unique=False)
-    return pool, test, warm
+    return Splits(pool, val, test, warm)

@@ -15,7 +15,22 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("trl")
 
-from mini.run import BENCH, MANIFEST, POOL, PRIMARY, RUNS, SIZES, passrate_protocol, protocols, subset_size  # noqa: E402
+from mini.run import (  # noqa: E402
+    BEST,
+    MANIFEST,
+    POOL,
+    PRIMARY,
+    RUNS,
+    SIZES,
+    TEMPERATURES,
+    TEST,
+    VAL,
+    bench_name,
+    passrate_protocol,
+    protocols,
+    subset_size,
+    validation_protocols,
+)
 
 CFG = SIZES["tiny"]
 B, G = CFG["batch"], CFG["group"]
@@ -73,13 +88,41 @@ def test_tasks_are_prompt_files_and_a_benchmark(run_dir):
     assert len(pool) == CFG["pool"] and all(set(it) == {"id", "prompt", "answer", "source"} for it in pool)
     twin = read_jsonl(run_dir / "data" / "pool.jsonl")  # what OpenRLHF's --prompt_data would read
     assert [decode_label(t["label"])["id"] for t in twin] == [it["id"] for it in pool]
-    test = load_benchmark(run_dir / "data" / f"{BENCH}.jsonl")
+    test = load_benchmark(run_dir / "data" / f"{TEST}.jsonl")
+    val = load_benchmark(run_dir / "data" / f"{VAL}.jsonl")
     assert len(test) == CFG["test"] and {t["question"] for t in test}.isdisjoint(it["prompt"] for it in pool)
+    assert len(val) == CFG["val"] and {t["question"] for t in val}.isdisjoint([it["prompt"] for it in pool] +
+                                                                              [t["question"] for t in test])  # fmt: skip
     settings = load_settings(run_dir / "data" / "benchmarks.json")
-    assert settings == protocols(CFG) and settings[BENCH]["temperature"] == 0 and PRIMARY in settings
+    assert settings == protocols(CFG) and settings[TEST]["temperature"] == 0 and PRIMARY in settings
     assert {s["temperature"] for s in settings.values()} == {0, 0.4, CFG["temperature"]}  # the paper's, and training's
     for bench in settings:
         assert load_benchmark(run_dir / "data" / f"{bench}.jsonl") == test  # one held-out set under every protocol
+    grid = load_settings(run_dir / "data" / "validation.json")
+    assert grid == validation_protocols(CFG) and [s["temperature"] for s in grid.values()] == list(TEMPERATURES)
+    for bench in grid:
+        assert load_benchmark(run_dir / "data" / f"{bench}.jsonl") == val
+    levels = json.loads((run_dir / "data" / "levels.json").read_text())
+    assert set(levels) == {t["id"] for t in test + val} and set(levels.values()) == {1, 2, 3, 4}
+
+
+def test_the_best_temperature_is_chosen_on_validation_and_reported_on_the_test_set(run_dir):
+    """The warm-up's baseline: the grid's temperature with the best validation accuracy, then the held-out set at it."""
+    validation = json.loads((run_dir / "eval_validation" / "warmup" / "base" / "results.json").read_text())
+    accuracy = {t: validation["benchmarks"][bench_name(VAL, t)]["accuracy"] for t in TEMPERATURES}
+    best = max(TEMPERATURES, key=lambda t: (accuracy[t], -t))
+    results = json.loads((run_dir / "eval_best" / "warmup" / "base" / "results.json").read_text())["benchmarks"]
+    assert list(results) == [BEST] and results[BEST]["generation"]["temperature"] == best
+    assert results[BEST]["questions"] == CFG["test"]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["best"]["temperature"] == [best]
+    assert report["best"]["accuracy"] == [pytest.approx(100 * results[BEST]["accuracy"], abs=0.01)]
+    full = json.loads((run_dir / "eval" / "full" / f"step{CFG['stage2_steps']}" / "results.json").read_text())
+    assert report["best"]["greedy_gain"]["full"] == [
+        pytest.approx(100 * (full["benchmarks"][TEST]["accuracy"] - results[BEST]["accuracy"]), abs=0.02)
+    ]
+    # only the warm-up (its temperature) and FULL (design choices) are evaluated on validation
+    assert sorted(p.name for p in (run_dir / "eval_validation").iterdir()) == ["full", "warmup"]
 
 
 def test_warmup_checkpoint_loads_like_a_cluster_one(run_dir):
@@ -164,7 +207,9 @@ def test_evaluation_harness_results_and_summary(run_dir, subsets):
     points = {"warmup": "base", **{name: f"step{steps}" for name in trained}}
     for run, folder in points.items():
         results = json.loads((run_dir / "eval" / run / folder / "results.json").read_text())
-        assert set(results["benchmarks"]) == set(protocols(CFG))
+        assert set(results["benchmarks"]) == set(
+            protocols(CFG)
+        )  # validation and the baseline are in folders of their own
         for bench, setting in protocols(CFG).items():
             entry = results["benchmarks"][bench]
             assert entry["questions"] == CFG["test"] and 0 <= entry["accuracy"] <= 1
@@ -179,7 +224,7 @@ def test_evaluation_harness_results_and_summary(run_dir, subsets):
     for r in table:
         last = json.loads((run_dir / "eval" / r["run"] / (r["step"] if r["step"] == "base" else f"step{steps}")
                            / "results.json").read_text())  # fmt: skip
-        assert float(r[BENCH]) == pytest.approx(100 * last["benchmarks"][BENCH]["accuracy"], abs=0.01)
+        assert float(r[TEST]) == pytest.approx(100 * last["benchmarks"][TEST]["accuracy"], abs=0.01)
     assert "| warmup | base |" in (run_dir / "summary.md").read_text()
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((run_dir / "timings.json").read_text())["size"] == "tiny"
@@ -204,7 +249,11 @@ def test_report_has_every_run_with_intervals_and_the_selection_facts(run_dir, su
     assert facts["passrate"]["selected"] == len(subsets["passrate"])
     text = (run_dir / "report.md").read_text()
     assert "| full - warmup |" in text and "Stage 1's training accuracy by epoch" in text
-    assert "over seeds, t" in text and "- (one seed)" in text  # one seed: no spread between trainings to measure
+    assert "evaluation noise only, one seed has no spread" in text  # one seed: no spread between trainings to measure
+    assert "pass@" in text and "best temperature" in text and "by difficulty level" in text
+    pass_n = report["pass_at_n"]["full"]
+    assert set(pass_n) == {b for b, s in protocols(CFG).items() if s["n"] > 1}
+    assert all(p >= report["per_seed"]["full"][b][0] for b, (p,) in pass_n.items())  # pass@n >= mean accuracy
     assert "| limr - passrate |" in text and "PASSRATE: the warm-up's pass rate" in text
 
 
@@ -242,3 +291,12 @@ def test_a_size_this_machine_cannot_run_deletes_nothing(tmp_path):
         proc.returncode == 2 and proc.stderr == "error: --size gpu needs a GPU (torch sees none); use --size default\n"
     )
     assert (tmp_path / "data" / "pool.json").read_text() == "[]"
+
+
+def test_report_only_rebuilds_the_same_report(run_dir, tmp_path):
+    """--report_only reads a finished run back (stage 1's log, the selections, the evaluations) and writes the same
+    report: what a change to mini/report.py is applied to a finished study with."""
+    before = {name: (run_dir / name).read_text() for name in ("report.md", "report.json")}
+    subprocess.run([sys.executable, str(ROOT / "mini" / "run.py"), "--size", "tiny", "--out", str(run_dir),
+                    "--report_only"], check=True, cwd=ROOT, capture_output=True)  # fmt: skip
+    assert {name: (run_dir / name).read_text() for name in before} == before

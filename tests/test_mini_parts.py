@@ -48,13 +48,35 @@ def test_worked_solutions_are_right_and_end_in_the_answer():
 
 
 def test_splits_are_seeded_disjoint_and_graded():
-    pool, test, warm = tasks.make_splits(64, 32, 200, seed=3)
-    assert (pool, test, warm) == tasks.make_splits(64, 32, 200, seed=3)
-    assert pool != tasks.make_splits(64, 32, 200, seed=4)[0]
-    assert {p["prompt"] for p in pool}.isdisjoint({t["prompt"] for t in test} | {w["prompt"] for w in warm})
-    assert {t["prompt"] for t in test}.isdisjoint(w["prompt"] for w in warm)
-    assert [p["level"] for p in pool[:8]] == [1, 2, 3, 4, 1, 2, 3, 4]
-    assert len({p["id"] for p in pool}) == 64
+    splits = tasks.make_splits(64, 48, 32, 200, seed=3)
+    assert splits == tasks.make_splits(64, 48, 32, 200, seed=3)
+    assert splits.pool != tasks.make_splits(64, 48, 32, 200, seed=4).pool
+    keys = {name: {tasks.problem_key(it["prompt"]) for it in items} for name, items in splits._asdict().items()}
+    for a, b in [
+        ("pool", "val"),
+        ("pool", "test"),
+        ("val", "test"),
+        ("pool", "warm"),
+        ("val", "warm"),
+        ("test", "warm"),
+    ]:
+        assert keys[a].isdisjoint(keys[b]), (a, b)
+    assert [p["level"] for p in splits.pool[:8]] == [1, 2, 3, 4, 1, 2, 3, 4]
+    assert len({p["id"] for p in splits.pool}) == 64 and len(splits.val) == 48 and len(splits.test) == 32
+
+
+def test_a_commuted_twin_is_the_same_problem():
+    """Issue 21: `a+b` and `b+a` were two problems, so held-out questions had their twin in the warm-up set."""
+    assert tasks.problem_key("Compute 47+38.") == tasks.problem_key("Compute 38+47.")
+    assert tasks.problem_key("Compute 7*38.") == tasks.problem_key("Compute 38*7.")
+    assert tasks.problem_key("Compute 83-47.") != tasks.problem_key("Compute 47-83.")
+    with pytest.raises(ValueError):
+        tasks.problem_key("Compute 4/2.")
+    # at the default size no held-out question has its commuted twin among the warm-up's problems (26-29 a seed had)
+    splits = tasks.make_splits(512, 500, 1000, 4000, seed=0)
+    twins = {f"Compute {b}+{a}." for a, b in (re.fullmatch(r"Compute (\d+)\+(\d+)\.", t["prompt"]).groups()
+                                             for t in splits.test if "+" in t["prompt"])}  # fmt: skip
+    assert twins and twins.isdisjoint(w["prompt"] for w in splits.warm)
 
 
 def test_tokenizer_survives_a_checkpoint(tmp_path):
@@ -108,7 +130,7 @@ CFG = dict(batch=4, group=4, max_new=12, temperature=1.0, rl_lr=1e-3, gain_lr=1e
 def warm_model(seed: int):
     tok = build_tokenizer()
     model = build_model(tok, 16, 1, 2, seed)
-    items = tasks.make_splits(8, 4, 64, seed)[2]
+    items = tasks.make_splits(8, 4, 4, 64, seed).warm
     losses = sft(model, tok, items, 5, 8, 3e-3, seed)
     return tok, model, losses
 
@@ -120,7 +142,7 @@ def test_warmup_and_grpo_are_deterministic_for_a_seed(tmp_path):
     for attempt in range(2):
         tok, model, losses = warm_model(seed=0)
         assert len(losses) == 5 and losses[-1] < losses[0]
-        pool = tasks.make_splits(8, 4, 64, 0)[0]
+        pool = tasks.make_splits(8, 4, 4, 64, 0).pool
         log = tmp_path / str(attempt) / "rollouts.jsonl"
         with reward_server(log, samples_per_step=16, samples_per_epoch=32) as url:
             train(model, tok, pool, CFG, 3, url, tmp_path / str(attempt) / "ckpt", seed=0, save_every=2)
@@ -174,3 +196,38 @@ def test_run_parses_seeds():
     from mini.run import parse_args
 
     assert parse_args([]).seeds == [0] and parse_args(["--seeds", "2, 0,1"]).seeds == [2, 0, 1]
+
+
+def test_side_by_side_runs_chains_in_order_and_stops_at_a_failure():
+    """mini/run.py's scheduler: chains start in submission order (one waiting on an earlier one cannot deadlock,
+    even with one job), each chain's seconds are kept, and a failure is raised with later chains not started."""
+    import threading
+
+    from mini.run import side_by_side
+
+    ready, seen, times = threading.Event(), [], {}
+    chains = {
+        "first": lambda: (seen.append("first"), ready.set()),
+        "second": lambda: (ready.wait(), seen.append("second")),
+    }
+    side_by_side(chains, 1, times)
+    assert seen == ["first", "second"] and set(times) == {"first", "second"}
+
+    def boom():
+        raise RuntimeError("stage 1 failed")
+
+    seen.clear()
+    with pytest.raises(RuntimeError, match="stage 1 failed"):
+        side_by_side({"boom": boom, "later": lambda: seen.append("later")}, 1, {})
+    assert seen == []
+
+
+def test_tune_designs_name_only_tunable_settings():
+    import argparse
+
+    from mini.tune import design
+
+    assert design("D1:rl_lr=1e-4,gain_lr=0.1") == ("D1", {"rl_lr": 1e-4, "gain_lr": 0.1})
+    for bad in ("D1:temperature=0.5", "../x:rl_lr=1", ":rl_lr=1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            design(bad)
