@@ -363,3 +363,34 @@ def readme_tables(study: dict) -> str:
         lines.append(f"| {run} | {cell(best['greedy_gain_over_seeds'][run], True)} | "
                      + ", ".join(f"{x:+.1f}" for x in gains) + " |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def plot_differences(result: dict, titles: dict[str, str], path: Path) -> None:
+    """Each paired difference on the primary metric, and each run's greedy gain over the warm-up at its best
+    temperature: the per-seed values as dots, the mean and its 95% interval over seeds as a bar. A bar that crosses
+    zero is a difference the seeds do not support."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    primary = result["primary"]
+    rows = [(name.replace("-", " - "), result["per_seed_diffs"][name][primary], result["diffs"][name][primary])
+            for name in result["diffs"]]  # fmt: skip
+    if "best" in result:
+        rows += [(f"{run} greedy - warm-up at best T", gains, result["best"]["greedy_gain_over_seeds"].get(run))
+                 for run, gains in result["best"]["greedy_gain"].items()]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.2))
+    for y, (_, values, ci) in enumerate(rows):
+        ax.scatter(values, [y] * len(values), color="0.55", s=14, zorder=3)
+        if isinstance(ci, Interval) and len(values) >= 2:
+            color = "C3" if excludes_zero(ci) else "C0"
+            ax.plot([ci.low, ci.high], [y, y], color=color, lw=3, alpha=0.6)
+            ax.scatter([ci.estimate], [y], color=color, marker="|", s=200, zorder=4)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"points (differences: {titles[primary]}); dots: seeds; bar: 95% t-interval over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

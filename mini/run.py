@@ -77,7 +77,7 @@ MANIFEST = ".mini-run.json"
 SEED_ENTRIES = ("data", "warmup", "passrate", "rollouts", "stage1", "select", *RUNS, "eval", "eval_validation",
                 "eval_best", "logs", "jobs",
                 "summary.md", "summary.csv", "curves.png", "timings.json")  # fmt: skip
-REPORT_ENTRIES = ("report.md", "report.json", "stage1_and_lim.png")
+REPORT_ENTRIES = ("report.md", "report.json", "stage1_and_lim.png", "differences.png")
 
 
 def banner(i: int, title: str) -> None:
@@ -360,6 +360,7 @@ def write_report(out: Path, cfg: dict, size: str, seed_dirs: dict, facts: dict, 
     (out / "report.md").write_text(text)
     scores = {s: [x["score"] for x in read_json(d / "select" / "lim.scores.json")] for s, d in seed_dirs.items()}
     report.plot(facts, scores, out / "stage1_and_lim.png")
+    report.plot_differences(result, titles(cfg), out / "differences.png")
     print(f"\n{text}", flush=True)
     committed = STUDY.get(size)
     if committed and committed.is_file() and len(seed_dirs) == 1:
