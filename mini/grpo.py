@@ -9,8 +9,8 @@ and writes the rollout log. Group-normalised advantages, one update per batch (o
 Checkpoints are saved as OpenRLHF's --save_hf_ckpt names them, <ckpt_dir>/global_step{N}_hf (model + tokenizer),
 so eval/evaluate.py --run_path reads them unchanged.
 
-`python -m mini.grpo JOB.json` is one run as its own process (a job file that mini/run.py writes): the runs of
-stage 2 go side by side, one torch thread each.
+`python mini/grpo.py JOB.json` (or `python -m mini.grpo JOB.json`) is one run as its own process, from a job file
+that mini/run.py writes: the runs of stage 2 go side by side, one torch thread each.
 """
 
 from __future__ import annotations
@@ -143,13 +143,13 @@ def run_job(job: dict) -> None:
 
 
 def main(argv=None) -> int:
+    import argparse
+
     from limr.jsonio import read_json
 
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m mini.grpo JOB.json", file=sys.stderr)
-        return 2
-    run_job(read_json(argv[0]))
+    p = argparse.ArgumentParser(description="One GRPO run from a job file that mini/run.py writes (jobs/<run>.json).")
+    p.add_argument("job", help="the job file: model, prompts, cfg, steps, seed, rollout_log, ckpt_dir, save_every, workers")
+    run_job(read_json(p.parse_args(argv).job))
     return 0
 
 

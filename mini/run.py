@@ -414,7 +414,7 @@ def run_seed(args, cfg: dict, seed: int, out: Path) -> tuple[dict, dict, dict]:
                           "ckpt_dir": str(out / name / "ckpt"), "save_every": save_every, "workers": 1})  # fmt: skip
         return [sys.executable, "-m", "mini.grpo", path]
 
-    # every call names its --out: a repeated option is not passed on the same way to --step all's children
+    # every call names its own --out (eval/, eval_validation/, eval_best/, passrate/)
     harness = ["bash", ROOT / "eval" / "eval.sh", "--data_dir", data, "--seed", seed, "--workers", 1,
                "--batch_size", EVAL_BATCH]  # fmt: skip
     on_warmup = [*harness, "--model", warm_path, "--name", "warmup"]
