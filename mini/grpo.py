@@ -148,7 +148,9 @@ def main(argv=None) -> int:
     from limr.jsonio import read_json
 
     p = argparse.ArgumentParser(description="One GRPO run from a job file that mini/run.py writes (jobs/<run>.json).")
-    p.add_argument("job", help="the job file: model, prompts, cfg, steps, seed, rollout_log, ckpt_dir, save_every, workers")
+    p.add_argument(
+        "job", help="the job file: model, prompts, cfg, steps, seed, rollout_log, ckpt_dir, save_every, workers"
+    )
     run_job(read_json(p.parse_args(argv).job))
     return 0
 

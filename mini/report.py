@@ -345,7 +345,7 @@ def readme_tables(study: dict) -> str:
         return f"**{text}**" if star else text
 
     head = [names.get(b, b) + (" (primary)" if b == primary else "") for b in benches]
-    lines = ["| run | #prompts | " + " | ".join(head) + " | " + " | ".join(f"pass@4, {names[b][12:]}" for b in sampled)
+    lines = ["| run | #prompts | " + " | ".join(head) + " | " + " | ".join(f"pass@4, {names[b].split(' at ')[1]}" for b in sampled)
              + " |", "|---|---:|" + "---:|" * (len(benches) + len(sampled))]  # fmt: skip
     for run, by_bench in study["means"].items():
         passes = [cell(as_json({"x": seeds_ci(study["pass_at_n"][run][b])})["x"]) for b in sampled]
