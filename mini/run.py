@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from limr.paper import LIMR_SIZE, MATH8K_SIZE
+from mini.report import METHOD_FILES as METHODS  # run -> --method (rand_2 ... are rand); imports no torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,6 @@ SIZES = {
                 temperature=1.0, rl_lr=1e-5, gain_lr=5e-2, device="cuda"),
 }  # fmt: skip
 SHARE = LIMR_SIZE / MATH8K_SIZE  # the paper kept 16% of its pool
-METHODS = {"limr": "lim", "rand": "rand", "linear": "linear", "passrate": "passrate"}  # run -> --method; rand_2 ...
 RUNS = {"full": None, **METHODS}  # stage 2's runs (RAND's further draws aside): FULL trains on the whole pool
 POOL = "pool"  # the training prompts as a benchmark (data/pool.json): the warm-up's pass rates for PASSRATE
 TEST = "mini"  # the held-out set's name in the evaluation harness; greedy is MATH500's protocol
