@@ -1,5 +1,5 @@
 # Two commands on a fresh machine (each sets up .venv on first use):
-#   make demo   the main job on its CPU default: the whole LIMR loop in miniature (mini/, ~11 minutes)
+#   make demo   the main job on its CPU default: the whole LIMR loop in miniature (mini/, ~5 minutes)
 #   make test   the test suite
 PYTHON ?= python3
 VENV ?= .venv

@@ -1,15 +1,15 @@
 """Time the miniature loop (mini/run.py) against an earlier commit's, stage by stage, in one run.
 
-    python benchmarks/bench_demo.py                        # --size default (make demo): ~20 minutes on 2 cores
+    python benchmarks/bench_demo.py                        # --size default (make demo): ~15 minutes on 2 cores
     python benchmarks/bench_demo.py --size tiny            # a few minutes
-    python benchmarks/bench_demo.py --baseline fd0bfcf     # the commit to compare with (default: before issue 21)
+    python benchmarks/bench_demo.py --baseline fd0bfcf     # the commit to compare with (default: ccd57b6)
 
 The baseline is checked out into a temporary git worktree and run with it first on PYTHONPATH (so its own mini/ and
 limr/ are imported, with this checkout's .venv); then this checkout runs, same size, seed and --workers. Each run is
 its own process; wall time and CPU time (user + system of the run and every process it waited for, from os.wait4)
-are measured here, and each run's own stage times come from its timings.json. The two do different work where the
-loop changed (this one also evaluates a validation grid and a best-temperature baseline, and warms up longer), so
-the table lists both runs' stages as they name them, and the ratio compares the whole loop: what `make demo` costs.
+are measured here, and each run's own stage times come from its timings.json. Where the two loops name their stages
+differently (an older baseline), the table lists each as it names them; the ratio compares the whole loop: what
+`make demo` costs.
 Results are printed and saved as JSON (--out). Performance claims are ratios within one run, never absolute times.
 """
 
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = "fd0bfcf"  # main before issue 21's faster loop (2 torch threads, stages one after another)
+BASELINE = "ccd57b6"  # main before the packed tokenizer (issue 21, item 6): a 113-token prompt, the same scheduler
 
 
 def run_loop(code: Path, size: str, out: Path) -> dict:

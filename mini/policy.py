@@ -17,6 +17,11 @@ from tqdm import tqdm
 from limr.paper import SYSTEM_PROMPT
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# What every prompt repeats, one token each (after the characters): the chat template's role headers and the paper's
+# system prompt. A real BPE packs common text into few tokens; one token a character made them 88 of a prompt's 113
+# tokens and most of every step's cost (attention grows with the square of the length). Added tokens match the exact
+# string before pre-tokenization, so questions and answers stay a token per character.
+WHOLE = ["system\n", "user\n", "assistant\n", SYSTEM_PROMPT]
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -24,13 +29,14 @@ CHAT_TEMPLATE = (
 
 
 def build_tokenizer():
-    """Character-level: Qwen's three special tokens, then one token per printable ASCII character and the newline.
+    """Character-level: Qwen's three special tokens, one token per printable ASCII character and the newline, then
+    WHOLE's strings as one token each (a prompt is 25 tokens, not 113).
 
     It is a byte-level BPE without merges, the shape of Qwen2's own tokenizer: transformers 5 loads a checkpoint
     whose config says qwen2 with Qwen2Tokenizer, which rebuilds the pipeline from the vocabulary and merges and
     would silently drop the spaces and newlines of any other design (a plain character vocabulary).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -43,6 +49,7 @@ def build_tokenizer():
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
     )
+    hf.add_tokens([AddedToken(text, normalized=False, special=False) for text in WHOLE])
     hf.chat_template = CHAT_TEMPLATE
     return hf
 

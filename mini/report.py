@@ -130,22 +130,32 @@ def study(seed_dirs: dict[int, Path], runs: list[str], benches: list[str], prima
     sampled = [b for b in benches if draws[runs[0], b][0][0].shape[1] > 1]
     pass_n = {run: {b: [round(100 * float(np.mean([pass_at(m) for m in ms])), 2) for ms in draws[run, b]]
                     for b in sampled} for run in runs}  # fmt: skip
-    diffs, per_seed_diffs, eval_noise = {}, {}, {}
-    for a, b in DIFFS:
-        if a in runs and b in runs:
-            name = f"{a}-{b}"
-            per_seed_diffs[name] = {k: [round(x - y, 2) for x, y in zip(per_seed[a][k], per_seed[b][k], strict=True)]
-                                    for k in benches}  # fmt: skip
-            eval_noise[name] = {k: paired_diff_ci(mean_of[a, k], mean_of[b, k]).scaled(100) for k in benches}
-            diffs[name] = {k: seeds_ci(per_seed_diffs[name][k]) if len(dirs) >= 2 else eval_noise[name][k]
-                           for k in benches}  # fmt: skip
+    pairs = [(a, b) for a, b in DIFFS if a in runs and b in runs]
+    per_seed_diffs = paired(per_seed, pairs, benches)
+    diffs, eval_noise = {}, {}
+    for a, b in pairs:
+        name = f"{a}-{b}"
+        eval_noise[name] = {k: paired_diff_ci(mean_of[a, k], mean_of[b, k]).scaled(100) for k in benches}
+        diffs[name] = {k: seeds_ci(per_seed_diffs[name][k]) if len(dirs) >= 2 else eval_noise[name][k]
+                       for k in benches}  # fmt: skip
     result = {"seeds": list(seed_dirs), "benches": benches, "primary": primary, "rand_draws": len(rands),
               "means": means, "per_seed": per_seed, "pass_at_n": pass_n, "diffs": diffs,
               "per_seed_diffs": per_seed_diffs, "eval_noise": eval_noise}  # fmt: skip
+    if len(rands) > 1 and "rand" in runs:  # what a one-draw run (make demo) is compared with: RAND's first draw alone
+        first = {b: [round(100 * float(ms[0].mean()), 2) for ms in draws["rand", b]] for b in benches}
+        with_rand = [(a, b) for a, b in pairs if "rand" in (a, b)]
+        result["one_draw"] = {"per_seed": {"rand": first},
+                              "per_seed_diffs": paired({**per_seed, "rand": first}, with_rand, benches)}  # fmt: skip
     if "warmup" in runs and all((final_folder(d / "eval_best", "warmup") / f"{BEST}.jsonl").is_file() for d in dirs):
         result["best"] = best_baseline(dirs, runs, per_seed)
     result["levels"] = {run: levels_over_seeds(dirs, run) for run in runs if run != "rand"}
     return result
+
+
+def paired(per_seed: dict, pairs: list[tuple[str, str]], benches: list[str]) -> dict:
+    """Each seed's difference a - b, per benchmark: what the intervals over seeds are taken of."""
+    return {f"{a}-{b}": {k: [round(x - y, 2) for x, y in zip(per_seed[a][k], per_seed[b][k], strict=True)]
+                         for k in benches} for a, b in pairs}  # fmt: skip
 
 
 def best_baseline(dirs: list[Path], runs: list[str], per_seed: dict) -> dict:
@@ -280,6 +290,12 @@ def beside(result: dict, committed: dict, titles: dict[str, str]) -> str:
     lines = [f"Beside the study in mini/study.json (seeds {', '.join(map(str, committed['seeds']))}): "
              "this run | study mean | where one more seed falls (95% prediction) | inside?", ""]  # fmt: skip
     outside = 0
+    # a run with one RAND draw is compared with the study's first draws (the same subsets for the same seeds), not
+    # with its mean of draws, whose spread is narrower than one draw's
+    one = committed.get("one_draw", {}) if result.get("rand_draws", 1) == 1 else {}
+
+    def values(kind: str, name: str, bench: str):
+        return one.get(kind, {}).get(name, {}).get(bench) or committed.get(kind, {}).get(name, {}).get(bench)
 
     def row(label: str, value: float, seeds: list[float], sign: bool) -> None:
         nonlocal outside
@@ -292,16 +308,18 @@ def beside(result: dict, committed: dict, titles: dict[str, str]) -> str:
 
     for run, by_bench in result["means"].items():
         for b, ci in by_bench.items():
-            seeds = committed.get("per_seed", {}).get(run, {}).get(b)
+            seeds = values("per_seed", run, b)
             if seeds and len(seeds) >= 2:
                 row(f"{run} {titles[b]}", ci.estimate, seeds, sign=False)
     primary = result["primary"]
     for name, by_bench in result["diffs"].items():
-        seeds = committed.get("per_seed_diffs", {}).get(name, {}).get(primary)
+        seeds = values("per_seed_diffs", name, primary)
         if seeds and len(seeds) >= 2:
             row(f"{name} {titles[primary]}", by_bench[primary].estimate, seeds, sign=True)
     lines += ["", f"{len(lines) - 2 - outside} of {len(lines) - 2} inside the study's ranges"
               + (" (about 1 in 20 falls outside by chance)" if outside else "") + "."]  # fmt: skip
+    if one:
+        lines.append("RAND here is one draw: its rows are compared with the study's first draw of each seed.")
     return "\n".join(lines)
 
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("trl")
 
 from limr.dataset import encode_label  # noqa: E402
+from limr.paper import SYSTEM_PROMPT  # noqa: E402
 from limr.reward import EOS_MARKERS  # noqa: E402
 from mini import tasks  # noqa: E402
 from mini.grpo import ServerReward, optimizer, train  # noqa: E402
@@ -83,19 +86,31 @@ def test_tokenizer_survives_a_checkpoint(tmp_path):
     """AutoTokenizer loads a qwen2 checkpoint's tokenizer as Qwen2Tokenizer: the same ids and text must come back."""
     from transformers import AutoTokenizer
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+    from evaluate import chat_prompt
+
     tok = build_tokenizer()
     save(build_model(tok, 16, 1, 2, 0), tok, tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     text = "<|im_start|>user\nCompute 47+38.<|im_end|>\n 7+8=15. 4+3+1=8. \\boxed{85}<|im_end|>"
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert (
-        loaded(text, add_special_tokens=False)["input_ids"] == ids and len(ids) == len(text) - 11 - 2 * 9
-    )  # a token per character
+        loaded(text, add_special_tokens=False)["input_ids"] == ids and len(ids) == len(text) - 11 - 2 * 9 - 4
+    )  # a token per character, the specials and the role header "user\n" one each
     assert loaded.decode(ids) == text and tok.decode(ids) == text
     assert loaded.apply_chat_template(messages("Compute 1+2."), tokenize=False, add_generation_prompt=True) == (
         tok.apply_chat_template(messages("Compute 1+2."), tokenize=False, add_generation_prompt=True)
     )
     assert (loaded.eos_token, loaded.pad_token) == ("<|im_end|>", "<|endoftext|>")
+    # the harness's prompt (eval/evaluate.py, from the loaded checkpoint) is the one training saw, 25 tokens: the
+    # role headers and the paper's system prompt one token each, the question a token per character
+    prompt = prompt_ids(tok, "Compute 47+38.")
+    assert chat_prompt(loaded, "Compute 47+38.") == prompt and tok.convert_ids_to_tokens(prompt) == [
+        "<|im_start|>", "system\n", SYSTEM_PROMPT, "<|im_end|>", "\u010a", "<|im_start|>", "user\n",
+        *"Compute\u0120" "47+38.", "<|im_end|>", "\u010a", "<|im_start|>", "assistant\n"]  # fmt: skip
+    assert tok(f"x {SYSTEM_PROMPT[:-1]}", add_special_tokens=False)["input_ids"] == [
+        tok.convert_tokens_to_ids(c) for c in f"x\u0120{SYSTEM_PROMPT[:-1]}".replace(" ", "\u0120")
+    ]  # only the whole string is packed: a question quoting part of it stays a token per character
 
 
 def test_server_reward_sends_openrlhf_queries_and_the_server_logs_them(tmp_path):
@@ -158,7 +173,7 @@ def test_warmup_and_grpo_are_deterministic_for_a_seed(tmp_path):
     assert sorted(set(first_pass)) == sorted(it["id"] for it in pool) and all(
         first_pass.count(i) == 4 for i in first_pass
     )
-    assert prompt_ids(tok, "x")[-1] == tok.convert_tokens_to_ids("\u010a")  # the assistant header ends in a newline
+    assert tok.convert_ids_to_tokens(prompt_ids(tok, "x")[-1]) == "assistant\n"  # the header ends in a newline
 
 
 def test_optimizer_gives_the_final_norm_gain_its_own_rate():
