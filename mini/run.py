@@ -5,7 +5,8 @@ The whole LIMR loop in miniature, with the cluster path's own parts at every han
   1. tasks      a seeded synthetic arithmetic family (mini/tasks.py): training pool, validation set, held-out test
                 set, warm-up set, written as data/prepare.py writes prompts (pool.json + its OpenRLHF .jsonl twin)
                 and benchmarks;
-  2. warm-up    a tiny Qwen2-architecture policy with a local character tokenizer, supervised on worked solutions;
+  2. warm-up    a tiny Qwen2-architecture policy with a local character tokenizer (the chat template's fixed
+                strings one token each), supervised on worked solutions;
   3. stage 1    GRPO (TRL's GRPOTrainer) on the whole pool for several epochs, every sample rewarded and logged by
                 train/reward_server.py over loopback HTTP, as OpenRLHF's engines call it. Beside it, eval/eval.sh
                 runs the warm-up on the pool (PASSRATE's pass rates), on the validation set at a grid of temperatures
@@ -423,9 +424,6 @@ def run_seed(args, cfg: dict, seed: int, out: Path) -> tuple[dict, dict, dict]:
     def warmup_evals() -> None:
         """The warm-up on validation at every temperature of the grid, its best one written as the held-out set's
         BEST protocol, then the warm-up on the held-out set under every protocol and at BEST."""
-        run_logged(
-            [*on_warmup, "--settings", data / "passrate.json", "--out", out / "passrate"], logs / "passrate.log"
-        )
         run_logged([*on_warmup, "--settings", data / "validation.json", "--out", out / "eval_validation"],
                    logs / "eval-warmup-validation.log")  # fmt: skip
         chosen["temperature"], chosen["validation"] = best_temperature(out / "eval_validation", "warmup")
@@ -488,7 +486,7 @@ def run_seed(args, cfg: dict, seed: int, out: Path) -> tuple[dict, dict, dict]:
     def warmup_side() -> None:
         try:  # PASSRATE's input: the warm-up on the pool, as the harness runs a base model on a prompt file
             run_logged([*on_warmup, "--settings", data / "passrate.json", "--out", out / "passrate"],
-                       logs / "passrate.log")  # fmt: skip
+                       logs / "eval-warmup-pool.log")  # fmt: skip
         finally:
             passrate_ready.set()
         warmup_evals()

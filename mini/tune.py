@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     print(pin_cpu_numerics(), flush=True)
     from limr.jsonio import read_json, write_json
     from mini.report import final_folder, score_matrix
-    from mini.run import SAMPLED, VAL, bench_name, run_logged, side_by_side
+    from mini.run import EVAL_BATCH, SAMPLED, VAL, bench_name, run_logged, side_by_side
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, required=True, help="a finished mini/run.py output folder (one seed)")
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
             train = [sys.executable, "-m", "mini.grpo", out / tag / "job.json"]
             evaluate = ["bash", ROOT / "eval" / "eval.sh", "--data_dir", data, "--settings", data / "validation.json",
                         "--benchmarks", ",".join(benches), "--out", out / tag / "eval", "--run_path", out / tag / "ckpt", "--name", tag,
-                        "--seed", rl_seed, "--workers", 1, "--batch_size", 256]  # fmt: skip
+                        "--seed", rl_seed, "--workers", 1, "--batch_size", EVAL_BATCH]  # fmt: skip
 
             def chain(train=train, evaluate=evaluate, tag=tag):
                 run_logged(train, out / tag / "train.log")

@@ -172,6 +172,8 @@ def test_passrate_selects_from_the_warmups_pass_rates_on_the_pool(run_dir, subse
     assert [c["id"] for c in subsets["passrate"]] == [pid for pid in pool if pid in ranked[:k]]
     report = json.loads((run_dir / "select" / "passrate.report.json").read_text())
     assert report["never_solved"] == sum(p == 0 for p in rate.values()) and report["samples_per_prompt"] == G
+    # the evaluation that made these pass rates keeps its own log (PASSRATE's training run writes logs/passrate.log)
+    assert "warmup base pool: accuracy" in (run_dir / "logs" / "eval-warmup-pool.log").read_text()
 
 
 def test_stage1_learns(run_dir):
